@@ -1,0 +1,25 @@
+"""Test-wide setup. TRITON_INTERPRET must be set before anything imports triton, so it is set
+here, at conftest import, ahead of every test module."""
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pytest  # noqa: E402
+
+
+def pytest_report_header(config):
+    import vrlvr
+
+    return f"vrlvr {vrlvr.__version__} from {os.path.dirname(vrlvr.__file__)}"
+
+
+@pytest.fixture(scope="session")
+def cuda_device_count():
+    """Number of CUDA devices vrlvr._cuda sees (0 here: GPU tests skip, never fake)."""
+    try:
+        from vrlvr import _cuda
+    except ImportError:
+        return 0
+    return _cuda.device_count()

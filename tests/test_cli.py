@@ -1,0 +1,78 @@
+"""Every command's --help works; unbuilt capabilities exit 2 and say so."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vrlvr.cli import COMMANDS, NOT_BUILT, main
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from vrlvr.cli import main; sys.exit(main())", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_subcommand_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    assert exc.value.code == 0
+    assert "usage: vrlvr " + name in capsys.readouterr().out
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_train_help(capsys):
+    from vrlvr.cli import train_main
+
+    with pytest.raises(SystemExit) as exc:
+        train_main(["--help"])
+    assert exc.value.code == 0
+    assert "--config" in capsys.readouterr().out
+
+
+def test_console_scripts_installed():
+    import shutil
+    from importlib import metadata
+
+    try:
+        metadata.version("vrlvr")
+    except metadata.PackageNotFoundError:
+        pytest.skip("running from a source tree: console scripts exist only after pip install")
+
+    for script in ("vrlvr", "vrlvr-train"):
+        path = shutil.which(script)
+        assert path, f"console script {script} is not on PATH"
+        res = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("name", sorted(n for n in NOT_BUILT if n in COMMANDS))
+def test_unbuilt_subcommands_exit_2(name, capsys):
+    assert main([name]) == 2
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_info_json():
+    res = _run("info", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["backends"]["native"]["usable"] is True
+    assert report["versions"]["torch"]
+
+
+def test_no_subcommand_prints_help(capsys):
+    assert main([]) == 2
