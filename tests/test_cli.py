@@ -9,12 +9,11 @@ import pytest
 from vrlvr.cli import COMMANDS, NOT_BUILT, main
 
 
-def _run(*args):
+def _run(*args, cwd):
+    # cwd away from the source tree: `python -c` puts the working directory on sys.path
+    code = "import sys; from vrlvr.cli import main; sys.exit(main())"
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from vrlvr.cli import main; sys.exit(main())", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, cwd=cwd
     )
 
 
@@ -66,8 +65,8 @@ def test_unbuilt_subcommands_exit_2(name, capsys):
     assert "not built yet" in capsys.readouterr().err
 
 
-def test_info_json():
-    res = _run("info", "--json")
+def test_info_json(tmp_path):
+    res = _run("info", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["backends"]["native"]["usable"] is True
