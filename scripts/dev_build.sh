@@ -14,7 +14,9 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSKBUILD_PROJECT_VERSION=0.0.0+dev -DVRLVR_CUDA="${VRLVR_CUDA:-AUTO}" >/dev/null
 cmake --build "$build" -j 2
 for mod in "$build"/_native*.so "$build"/_cuda*.so; do
-  [ -e "$mod" ] && cp -f "$mod" "$root/vrlvr/"
+  # copy then rename: overwriting a loaded .so in place crashes processes that have it mapped
+  [ -e "$mod" ] && cp -f "$mod" "$root/vrlvr/.$(basename "$mod").tmp" \
+    && mv -f "$root/vrlvr/.$(basename "$mod").tmp" "$root/vrlvr/$(basename "$mod")"
 done
 [ -e "$root/vrlvr/kernels" ] || ln -s ../kernels "$root/vrlvr/kernels"
 echo "dev build ready: $(ls "$root"/vrlvr/*.so | xargs -n1 basename | tr '\n' ' ')"

@@ -25,11 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Subcommands whose capability a later issue builds. Remove an entry when its module lands.
 NOT_BUILT: dict[str, str] = {
-    "data": "puzzle generation lands with the puzzle-worlds issue",
-    "sft": "SFT lands with the models/SFT issue",
-    "sample": "sampling lands with the models/SFT issue",
-    "eval": "evaluation lands with the models/SFT issue",
-    "verify": "video verification lands with the verification issue",
     "bench": "packaged benchmarks land with the SDE-op and parser issues",
     "train": "the SDE-GRPO trainer has not been built yet",
 }

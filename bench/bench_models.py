@@ -1,0 +1,129 @@
+"""Benchmark of the model side (JSON on stdout, or --json PATH).
+
+Measures on this machine, for the tiny-pixel model (default config, ~1M parameters):
+- SFT throughput: samples/s of full training steps (render + encode + forward + backward + AdamW)
+  on 7x7 mazes at 28x28 px, 9 frames, batch 16;
+- sampling throughput: videos/s of Euler ODE generation (10 steps), batch 16.
+
+And writes down, for GPUs, the analytic FLOPs of one Wan2.2-TI2V-5B transformer forward and
+training step (vrlvr.models.flops: matmuls only, 2 FLOPs per multiply-add) at two shapes:
+- 704x1280, 121 frames (the model's native resolution): Wan2.2 VAE 16x spatial / 4x temporal,
+  48 channels -> latent 48x31x44x80, patch (1, 2, 2) -> 27,280 tokens;
+- 480x832, 81 frames: latent 48x21x30x52 -> 8,190 tokens.
+Assumed config (Wan2.2-TI2V-5B): 30 layers, width 3072 (24 heads x 128), ffn 14336, text 4096
+(UMT5-XXL) with 512 tokens, freq 256, per-token timesteps (TI2V). The time per step at a given
+model-FLOPs utilisation is flops / (peak * MFU): e.g. bf16 dense peaks of 989 TFLOP/s (H100 SXM)
+and 312 TFLOP/s (A100).
+
+    python bench/bench_models.py [--threads 1] [--steps 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+WAN22_TI2V_5B = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=24,
+    attention_head_dim=128,
+    in_channels=48,
+    out_channels=48,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=14336,
+    num_layers=30,
+)
+GPUS_BF16_TFLOPS = {"H100-SXM": 989.0, "A100": 312.0}
+
+
+def bench_tiny(steps: int, batch: int) -> dict:
+    from vrlvr import tasks
+    from vrlvr.models.sampling import generate_videos
+    from vrlvr.models.tiny import TinyPixelPolicy
+    from vrlvr.train.data import SolutionStream
+    from vrlvr.train.sft import flow_matching_loss
+
+    torch.manual_seed(0)
+    maze = tasks.get("maze")
+    policy = TinyPixelPolicy()
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-3)
+    stream = SolutionStream(maze, [7], set(), seed=0, num_frames=9, cell_px=4)
+    gen = torch.Generator().manual_seed(0)
+
+    def train_step():
+        videos, prompts, _ = stream.next_batch(batch)
+        loss = flow_matching_loss(policy, videos, prompts, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    train_step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    sft_s = (time.perf_counter() - t) / steps
+
+    policy.eval()
+    videos, prompts, _ = stream.next_batch(batch)
+    generate_videos(policy, videos[:, 0], prompts, 9, num_steps=2)  # warm-up
+    t = time.perf_counter()
+    reps = max(1, steps // 3)
+    for _ in range(reps):
+        generate_videos(policy, videos[:, 0], prompts, 9, num_steps=10)
+    sample_s = (time.perf_counter() - t) / reps
+    return {
+        "params": sum(p.numel() for p in policy.parameters()),
+        "shape": f"7x7 maze, 28x28 px, 9 frames, batch {batch}",
+        "sft_step_s": sft_s,
+        "sft_samples_per_s": batch / sft_s,
+        "sampling_10_steps_batch_s": sample_s,
+        "sampling_videos_per_s": batch / sample_s,
+    }
+
+
+def wan_flops() -> dict:
+    from vrlvr.models.flops import wan_forward_flops
+
+    out = {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in WAN22_TI2V_5B.items()},
+        "text_tokens": 512,
+    }
+    for name, latent in {"704x1280x121": (48, 31, 44, 80), "480x832x81": (48, 21, 30, 52)}.items():
+        f = wan_forward_flops(WAN22_TI2V_5B, latent, text_len=512)
+        f["latent"] = list(latent)
+        f["seconds_per_forward_at_40pct_mfu"] = {
+            g: f["forward"] / (tf * 1e12 * 0.4) for g, tf in GPUS_BF16_TFLOPS.items()
+        }
+        out[name] = f
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5, help="timed SFT steps")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--json", help="also write the report here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {
+        "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
+        "tiny_pixel_cpu": bench_tiny(args.steps, args.batch),
+        "wan2.2_ti2v_5b_flops": wan_flops(),
+        "note": "CPU numbers are from a shared 2-core machine; rerun for your own",
+    }
+    text = json.dumps(report, indent=2, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Triton kernels of the fused SDE step, its log-prob (forward and backward) and the KL.
+
+Tensors are contiguous [B, N] views; per-sample coefficients come as float32 [B] vectors (cx, cv,
+s, k: see csrc/include/vrlvr/sde_math.h for the math, which these kernels repeat line for line).
+The grid is (cdiv(N, BLOCK), B): a program owns BLOCK elements of one sample, so no integer
+division by N per element. Reductions write one fp32 partial per program (a tree sum inside the
+block), and the partials are added per sample in float64 by torch: deterministic, no atomics.
+
+The kernels use only +, -, * and casts (the sigma math is done on the host, so not even tl.sqrt is
+needed, and no libdevice): the same code runs in Triton's CPU interpreter (TRITON_INTERPRET=1),
+which is how the tests run it. BLOCK is fixed per
+call (no autotune): large in the interpreter, where every program is a round of numpy calls.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import interpreter_mode
+
+__all__ = ["block_size", "sde_step", "sde_logprob", "sde_logprob_grad", "sde_kl", "sde_kl_grad"]
+
+_GPU_BLOCK = 2048  # 8 warps x 32 lanes x 8 elements: enough bytes in flight per SM
+_INTERPRETER_BLOCK = 1 << 16
+
+
+def block_size(n: int) -> int:
+    cap = _INTERPRETER_BLOCK if interpreter_mode() else _GPU_BLOCK
+    return min(triton.next_power_of_2(max(n, 1)), cap)
+
+
+def _num_warps(block: int) -> int:
+    return 8 if block >= 2048 else 4
+
+
+@triton.jit
+def _mean(cx, cv, x, v):
+    return cx * x + cv * v
+
+
+@triton.jit
+def _bf16_rne(f):
+    """fp32 -> bf16 rounding to nearest even, in integer ops (as sde_math.h's from_float<bf16>).
+    Triton's interpreter truncates on .to(tl.bfloat16); spelling the rounding out gives the same
+    bits as torch and the CUDA/CPU kernels on every Triton target."""
+    u = f.to(tl.uint32, bitcast=True)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    quiet_nan = (u >> 16) | 0x40
+    bits = tl.where((u & 0x7FFFFFFF) > 0x7F800000, quiet_nan, rounded)
+    return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _to_f32(t):
+    """Loaded values -> fp32. bf16 is the upper half of an fp32: a shift, exact for every value
+    (the interpreter's own bf16 upcast loses subnormals)."""
+    if t.dtype == tl.bfloat16:
+        return (t.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    else:
+        return t.to(tl.float32)
+
+
+@triton.jit
+def _to_storage(f, dtype: tl.constexpr):
+    """fp32 values -> the storage dtype of an output tensor, rounding to nearest even."""
+    if dtype == tl.bfloat16:
+        return _bf16_rne(f)
+    else:
+        return f.to(dtype)
+
+
+@triton.jit
+def _step_kernel(
+    x_ptr,
+    v_ptr,
+    noise_ptr,
+    xn_ptr,
+    mean_ptr,
+    cx_ptr,
+    cv_ptr,
+    s_ptr,
+    part_ptr,
+    N,
+    n_blocks,
+    STOCHASTIC: tl.constexpr,
+    WRITE_MEAN: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    idx = b.to(tl.int64) * N + offs
+    cx = tl.load(cx_ptr + b)
+    cv = tl.load(cv_ptr + b)
+    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
+    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
+    m = _mean(cx, cv, x, v)
+    if WRITE_MEAN:
+        tl.store(mean_ptr + idx, m, mask=mask)
+    if STOCHASTIC:
+        s = tl.load(s_ptr + b)
+        n = _to_f32(tl.load(noise_ptr + idx, mask=mask, other=0.0))
+        stored = _to_storage(m + s * n, xn_ptr.dtype.element_ty)
+        tl.store(xn_ptr + idx, stored, mask=mask)
+        # residual of the value actually stored (x's dtype), as the re-scoring kernel sees it
+        r = tl.where(mask, _to_f32(stored) - m, 0.0)
+        tl.store(part_ptr + b * n_blocks + blk, tl.sum(r * r, axis=0))
+    else:
+        tl.store(xn_ptr + idx, _to_storage(m, xn_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _logprob_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    idx = b.to(tl.int64) * N + offs
+    cx = tl.load(cx_ptr + b)
+    cv = tl.load(cv_ptr + b)
+    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
+    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
+    xn = _to_f32(tl.load(xn_ptr + idx, mask=mask, other=0.0))
+    r = tl.where(mask, xn - _mean(cx, cv, x, v), 0.0)
+    tl.store(part_ptr + b * n_blocks + blk, tl.sum(r * r, axis=0))
+
+
+@triton.jit
+def _logprob_grad_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, k_ptr, gv_ptr, N, BLOCK: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    idx = b.to(tl.int64) * N + offs
+    cx = tl.load(cx_ptr + b)
+    cv = tl.load(cv_ptr + b)
+    k = tl.load(k_ptr + b)
+    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
+    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
+    xn = _to_f32(tl.load(xn_ptr + idx, mask=mask, other=0.0))
+    g = k * (xn - _mean(cx, cv, x, v))
+    tl.store(gv_ptr + idx, _to_storage(g, gv_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _kl_kernel(v_ptr, r_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    idx = b.to(tl.int64) * N + offs
+    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
+    vr = _to_f32(tl.load(r_ptr + idx, mask=mask, other=0.0))
+    d = v - vr
+    tl.store(part_ptr + b * n_blocks + blk, tl.sum(d * d, axis=0))
+
+
+@triton.jit
+def _kl_grad_kernel(v_ptr, r_ptr, k_ptr, gv_ptr, N, BLOCK: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    idx = b.to(tl.int64) * N + offs
+    k = tl.load(k_ptr + b)
+    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
+    vr = _to_f32(tl.load(r_ptr + idx, mask=mask, other=0.0))
+    tl.store(gv_ptr + idx, _to_storage(k * (v - vr), gv_ptr.dtype.element_ty), mask=mask)
+
+
+def _grid(B: int, N: int) -> tuple[int, int, int]:
+    block = block_size(N)
+    return block, triton.cdiv(N, block), B
+
+
+def _sum_partials(part: torch.Tensor) -> torch.Tensor:
+    # fp32 [B, n_blocks] -> float64 [B]; a fixed-shape torch reduction, so deterministic
+    return part.sum(dim=1, dtype=torch.float64)
+
+
+def sde_step(x, v, noise, cx, cv, s, *, stochastic: bool, write_mean: bool):
+    """x, v, noise [B, N] contiguous; cx, cv, s float32 [B] ->
+    x_next [B, N] (x's dtype), mean fp32 [B, N] or None, sum of squared residuals float64 [B] or None."""
+    B, N = x.shape
+    block, n_blocks, _ = _grid(B, N)
+    x_next = torch.empty_like(x)
+    mean = torch.empty(x.shape, dtype=torch.float32, device=x.device) if write_mean else x_next
+    part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device) if stochastic else cx
+    _step_kernel[(n_blocks, B)](
+        x,
+        v,
+        noise if stochastic else x,
+        x_next,
+        mean,
+        cx,
+        cv,
+        s,
+        part,
+        N,
+        n_blocks,
+        STOCHASTIC=stochastic,
+        WRITE_MEAN=write_mean,
+        BLOCK=block,
+        num_warps=_num_warps(block),
+    )
+    return x_next, (mean if write_mean else None), (_sum_partials(part) if stochastic else None)
+
+
+def sde_logprob(x, v, x_next, cx, cv):
+    """[B, N] contiguous, cx/cv float32 [B] -> sum over each sample of (x_next - mean)^2, float64 [B]."""
+    B, N = x.shape
+    block, n_blocks, _ = _grid(B, N)
+    part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device)
+    _logprob_kernel[(n_blocks, B)](
+        x, v, x_next, cx, cv, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block)
+    )
+    return _sum_partials(part)
+
+
+def sde_logprob_grad(x, v, x_next, cx, cv, k):
+    """grad_v [B, N] (v's dtype) = k[b] * (x_next - mean); k float32 [B]."""
+    B, N = x.shape
+    block, n_blocks, _ = _grid(B, N)
+    grad_v = torch.empty_like(v)
+    _logprob_grad_kernel[(n_blocks, B)](
+        x, v, x_next, cx, cv, k, grad_v, N, BLOCK=block, num_warps=_num_warps(block)
+    )
+    return grad_v
+
+
+def sde_kl(v, v_ref):
+    """[B, N] contiguous -> sum over each sample of (v - v_ref)^2, float64 [B]."""
+    B, N = v.shape
+    block, n_blocks, _ = _grid(B, N)
+    part = torch.empty((B, n_blocks), dtype=torch.float32, device=v.device)
+    _kl_kernel[(n_blocks, B)](v, v_ref, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
+    return _sum_partials(part)
+
+
+def sde_kl_grad(v, v_ref, k):
+    """grad_v [B, N] (v's dtype) = k[b] * (v - v_ref); k float32 [B]."""
+    B, N = v.shape
+    block, n_blocks, _ = _grid(B, N)
+    grad_v = torch.empty_like(v)
+    _kl_grad_kernel[(n_blocks, B)](v, v_ref, k, grad_v, N, BLOCK=block, num_warps=_num_warps(block))
+    return grad_v

@@ -1,0 +1,81 @@
+"""Generate on held-out puzzles, verify, and report the paper's metrics as JSON.
+
+    vrlvr eval --task maze --checkpoint maze-tiny --n 200 --seed 100000 --json out.json
+
+Puzzles are distinct (by canonical key), an even share of n per size, drawn from seeds seed,
+seed + 1, ...; when the checkpoint records its held-out set (heldout.json), only puzzles in it are
+used, so no training puzzle is ever scored (small grids may then give fewer than n: the report
+says how many distinct puzzles it used). The JSON holds task, n, success_rate, precision, recall,
+f1, mean_reward, loose_success_rate, every reward component's mean and a per-size breakdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from vrlvr.commands._policy_args import add_policy_arguments, resolve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_policy_arguments(parser, n_default=200)
+    parser.add_argument("--json", metavar="PATH", help="write the report here (always printed too)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vrlvr.train.data import eval_puzzles
+    from vrlvr.train.evaluate import evaluate
+
+    t0 = time.time()
+    s = resolve(args)
+    task = s["task"]
+    puzzles, stats = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"])
+    if not puzzles:
+        raise ValueError(
+            f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
+            "use the checkpoint's held-out seed or --allow-seen"
+        )
+    if len(puzzles) < args.n:
+        print(
+            f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",
+            file=sys.stderr,
+        )
+    metrics, _ = evaluate(
+        s["policy"],
+        task,
+        puzzles,
+        s["num_frames"],
+        s["cell_px"],
+        s["height"],
+        s["width"],
+        s["steps"],
+        s["shift"],
+        args.batch_size,
+        seed=args.seed,
+        theme=s["theme"],
+        progress=not args.no_progress,
+    )
+    report = {
+        "task": task.name,
+        "n": metrics["n"],
+        **{k: metrics[k] for k in ("success_rate", "precision", "recall", "f1", "mean_reward")},
+        "loose_success_rate": metrics["loose_success_rate"],
+        "components": metrics["components"],
+        "per_size": metrics["per_size"],
+        "n_requested": args.n,
+        "n_distinct": len({p.key for p in puzzles}),
+        "heldout_checked": s["allowed"] is not None,
+        "seeds_drawn": stats["drawn"],
+        "seed": args.seed,
+        "checkpoint": str(s["folder"]),
+        "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["num_frames"]},
+        "seconds": round(time.time() - t0, 2),
+    }
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return 0

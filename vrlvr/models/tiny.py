@@ -1,0 +1,143 @@
+""" "tiny-pixel": a ~1M-parameter WanTransformer3DModel in pixel space, the CPU default.
+
+- Pixels are the latents: uint8 frames -> float in [-1, 1], [B, 3, F, H, W]; no VAE, so the
+  "latent" frame 0 is the puzzle frame itself and decoding is exact.
+- Patch (1, 4, 4): one token per 4x4 pixel block, i.e. one token per grid cell when cells are
+  4 px (a 7x7 maze wall grid renders at 28x28 px -> 49 tokens per frame).
+- Besides the TI2V conditioning of the base class (frame 0 clean, timestep 0), the first frame is
+  concatenated on channels to every frame (in_channels = 6), so each token sees its own cell of
+  the puzzle without having to find it through attention.
+- Text: a learned byte-level prompt encoder (bytes -> embedding + position, LayerNorm), offline
+  and small; it trains with the transformer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vrlvr.models.conditioning import apply_condition
+from vrlvr.models.configs import TinyPixelConfig
+from vrlvr.models.policy import POLICY_FILE, VideoPolicy
+
+__all__ = ["TinyPixelConfig", "TinyPixelPolicy", "ByteTextEncoder", "frames_to_pixels", "pixels_to_frames"]
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def frames_to_pixels(frames: np.ndarray | torch.Tensor, device=None) -> torch.Tensor:
+    """uint8 [B, F, H, W, 3] -> float32 [B, 3, F, H, W] in [-1, 1]."""
+    t = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+    if t.dtype != torch.uint8 or t.ndim != 5 or t.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [B, F, H, W, 3], got {t.dtype} {tuple(t.shape)}")
+    return (t.to(device).permute(0, 4, 1, 2, 3).float() / 127.5) - 1.0
+
+
+def pixels_to_frames(x: torch.Tensor) -> np.ndarray:
+    """float [B, 3, F, H, W] in [-1, 1] -> uint8 [B, F, H, W, 3] (exact inverse on uint8 values)."""
+    x = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+class ByteTextEncoder(nn.Module):
+    """Prompt -> [L, text_dim] from its UTF-8 bytes: byte embedding + learned position, LayerNorm.
+    Padding positions (beyond a prompt's length, up to the batch's longest) are exact zeros."""
+
+    def __init__(self, dim: int, max_bytes: int):
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.byte = nn.Embedding(256, dim)
+        self.pos = nn.Parameter(torch.randn(max_bytes, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        ids = [list(p.encode("utf-8"))[: self.max_bytes] or [0] for p in prompts]
+        L = max(len(i) for i in ids)
+        dev = self.pos.device
+        tok = torch.zeros(len(ids), L, dtype=torch.long, device=dev)
+        mask = torch.zeros(len(ids), L, 1, device=dev)
+        for b, seq in enumerate(ids):
+            tok[b, : len(seq)] = torch.tensor(seq, device=dev)
+            mask[b, : len(seq)] = 1
+        return self.norm(self.byte(tok) + self.pos[:L]) * mask  # [B, L, text_dim]
+
+
+class TinyPixelPolicy(VideoPolicy):
+    kind = "tiny-pixel"
+
+    def __init__(self, config: TinyPixelConfig | None = None):
+        super().__init__()
+        from diffusers import WanTransformer3DModel
+
+        cfg = config or TinyPixelConfig()
+        cfg.validate()
+        self.config = cfg
+        self.transformer = WanTransformer3DModel(
+            patch_size=(1, cfg.patch, cfg.patch),
+            num_attention_heads=cfg.num_heads,
+            attention_head_dim=cfg.head_dim,
+            in_channels=6 if cfg.concat_first_frame else 3,
+            out_channels=3,
+            text_dim=cfg.text_dim,
+            freq_dim=cfg.freq_dim,
+            ffn_dim=cfg.ffn_dim,
+            num_layers=cfg.num_layers,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=1024,
+        )
+        self.text_encoder = ByteTextEncoder(cfg.text_dim, cfg.max_prompt_bytes)
+
+    # --- codecs --------------------------------------------------------------------------
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        p = self.config.patch
+        if height % p or width % p:
+            raise ValueError(f"tiny-pixel needs frame sides divisible by the patch {p}, got {height}x{width}")
+        return 3, num_frames, height, width
+
+    def encode(self, frames) -> torch.Tensor:
+        return frames_to_pixels(frames, self.device)  # [B, 3, F, H, W]
+
+    def encode_condition(self, first_frames) -> torch.Tensor:
+        f = np.asarray(first_frames) if not isinstance(first_frames, torch.Tensor) else first_frames
+        return frames_to_pixels(f[:, None], self.device)  # [B, 3, 1, H, W]
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        return pixels_to_frames(latents)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        return self.text_encoder(list(prompts))
+
+    def transformer_input(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = apply_condition(x, cond)  # [B, 3, f, H, W]
+        if self.config.concat_first_frame:
+            x = torch.cat([x, cond.to(x.dtype).expand_as(x)], dim=1)  # [B, 6, f, H, W]
+        return x
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": self.kind, "config": dataclasses.asdict(self.config), **(extra or {})}
+        (path / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        os.chmod(path / WEIGHTS_FILE, 0o644)  # safetensors writes 0600; checkpoints ship and are shared
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TinyPixelPolicy:
+        path = Path(path)
+        meta = json.loads((path / POLICY_FILE).read_text())
+        policy = cls(TinyPixelConfig(**meta["config"]))
+        if not (path / WEIGHTS_FILE).is_file():
+            raise FileNotFoundError(f"tiny-pixel checkpoint {path} has no {WEIGHTS_FILE}")
+        state = {k: v.float() for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
+        policy.load_state_dict(state)
+        return policy.to(device)

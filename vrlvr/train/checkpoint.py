@@ -1,0 +1,96 @@
+"""Full training checkpoints, written atomically, and resume.
+
+Layout of a run folder::
+
+    OUT/checkpoints/step_000200/   policy files (policy.json + weights or LoRA adapter),
+                                   heldout.json, train_state.pt (optimizer, LR scheduler, RNG
+                                   states, step, data position)
+    OUT/checkpoints/latest         the name of the newest complete checkpoint
+
+A checkpoint is written into a temporary folder next to its final place and renamed with
+``os.replace`` (atomic on one filesystem), then ``latest`` is replaced the same way: a run killed
+at any moment leaves either the old or the new checkpoint, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "save_checkpoint",
+    "latest_checkpoint",
+    "load_train_state",
+    "rng_state",
+    "set_rng_state",
+    "atomic_write_text",
+]
+
+STATE_FILE = "train_state.pt"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (global state, saved for resume)
+        "python": random.getstate(),
+        "generator": generator.get_state(),
+    }
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    generator.set_state(state["generator"])
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    policy,
+    train_state: dict,
+    policy_extra: dict,
+    heldout_file: Path | None,
+    keep: int = 2,
+) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save(tmp, extra=policy_extra)
+    if heldout_file is not None and heldout_file.is_file():
+        shutil.copy2(heldout_file, tmp / heldout_file.name)
+    torch.save({"step": step, **train_state}, tmp / STATE_FILE)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(root / "latest", final.name + "\n")
+    done = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in done[: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    folder = pointer.parent / pointer.read_text().strip()
+    return folder if (folder / STATE_FILE).is_file() else None
+
+
+def load_train_state(folder: Path) -> dict:
+    return torch.load(Path(folder) / STATE_FILE, weights_only=False)

@@ -1,0 +1,253 @@
+"""Puzzle streams for training and evaluation, with held-out hygiene.
+
+Small grids have few distinct puzzles (7x7 mazes: a few hundred), so disjoint seeds do not make a
+held-out set. Puzzles are identified by ``task.canonical_key(puzzle)`` (a hash of the normalised
+puzzle text) instead:
+
+- ``eval_puzzles(task, sizes, n, seed)`` draws *distinct* puzzles, an even share of n per size,
+  from seeds seed, seed + 1, ... (the first distinct ones, so a smaller n gives a prefix of a
+  larger one);
+- training streams (``SolutionStream``) reject every puzzle whose key is in the held-out set, and
+  a checkpoint records the held-out keys (``heldout.json``) so ``vrlvr eval`` can evaluate only on
+  puzzles the checkpoint never trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "EvalPuzzle",
+    "size_quotas",
+    "eval_puzzles",
+    "SolutionStream",
+    "FolderStream",
+    "render_batch",
+    "HELDOUT_FILE",
+]
+
+HELDOUT_FILE = "heldout.json"
+
+
+@dataclass
+class EvalPuzzle:
+    seed: int
+    size: int
+    puzzle: object
+    key: str
+
+
+def size_quotas(sizes: list[int], n: int) -> dict[int, int]:
+    """An even share of n per size (the first n % len(sizes) sizes get one more)."""
+    k = len(sizes)
+    return {s: n // k + (1 if i < n % k else 0) for i, s in enumerate(sizes)}
+
+
+def eval_puzzles(
+    task, sizes: list[int], n: int, seed: int, allowed: set[str] | None = None, max_draws_per_puzzle: int = 20
+) -> tuple[list[EvalPuzzle], dict]:
+    """Distinct puzzles, an even share of n per size, from seeds seed, seed + 1, ... per size.
+
+    ``allowed`` (optional) keeps only puzzles whose key is in it (a checkpoint's held-out set).
+    Stops a size after ``max_draws_per_puzzle * quota + 100`` draws (small grids run out of distinct
+    puzzles). Returns (puzzles in size-major order, stats: seeds drawn, duplicates, not allowed)."""
+    out: list[EvalPuzzle] = []
+    stats = {"drawn": 0, "duplicates": 0, "not_held_out": 0, "short": {}}
+    for size, quota in size_quotas(sizes, n).items():
+        seen: set[str] = set()
+        got = 0
+        for j in range(max_draws_per_puzzle * quota + 100):
+            if got >= quota:
+                break
+            puzzle = task.generate(seed + j, size)
+            key = task.canonical_key(puzzle)
+            stats["drawn"] += 1
+            if key in seen:
+                stats["duplicates"] += 1
+                continue
+            seen.add(key)
+            if allowed is not None and key not in allowed:
+                stats["not_held_out"] += 1
+                continue
+            out.append(EvalPuzzle(seed + j, size, puzzle, key))
+            got += 1
+        if got < quota:
+            stats["short"][size] = quota - got
+    return out, stats
+
+
+def write_heldout(
+    path: str | Path, task_name: str, sizes: list[int], n: int, seed: int, keys: set[str]
+) -> None:
+    rec = {"task": task_name, "sizes": list(sizes), "n": n, "seed": seed, "keys": sorted(keys)}
+    Path(path).write_text(json.dumps(rec) + "\n")
+
+
+def read_heldout(folder: str | Path) -> dict | None:
+    p = Path(folder) / HELDOUT_FILE
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def render_batch(
+    task,
+    puzzles: list,
+    solutions: list,
+    num_frames: int,
+    cell_px: int | None,
+    height: int | None = None,
+    width: int | None = None,
+    themes: list | None = None,
+) -> np.ndarray:
+    """uint8 [B, F, H, W, 3]: each puzzle's solution video (num_frames=1: the puzzle frame only)."""
+    vids = [
+        task.render(
+            p,
+            sol,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            theme=themes[i] if themes else 0,
+            cell_px=cell_px,
+        )
+        for i, (p, sol) in enumerate(zip(puzzles, solutions))
+    ]
+    return np.stack(vids)
+
+
+class SolutionStream:
+    """Deterministic stream of training batches: puzzles from seeds ``seed + position`` (position
+    advances on every draw, rejected or not), the held-out keys rejected, rendered with their
+    ground-truth solutions. Batch k uses size ``sizes[k % len(sizes)]`` (one frame size per batch)
+    and puzzle i theme ``themes[i % len(themes)]``. ``state()`` / ``load_state()`` make resume exact.
+    """
+
+    def __init__(
+        self,
+        task,
+        sizes: list[int],
+        heldout: set[str],
+        seed: int,
+        num_frames: int,
+        cell_px: int | None,
+        height: int | None = None,
+        width: int | None = None,
+        themes: list | None = None,
+    ):
+        self.task, self.sizes, self.heldout = task, list(sizes), heldout
+        self.seed, self.num_frames, self.cell_px = seed, num_frames, cell_px
+        self.height, self.width = height, width
+        self.themes = list(themes or [0])
+        self.position = 0
+        self.batches = 0
+        self.rejected = 0
+
+    def state(self) -> dict:
+        return {"position": self.position, "batches": self.batches, "rejected": self.rejected}
+
+    def load_state(self, state: dict) -> None:
+        self.position, self.batches, self.rejected = state["position"], state["batches"], state["rejected"]
+
+    def next_batch(self, batch_size: int) -> tuple[np.ndarray, list[str], list[int]]:
+        """-> (videos uint8 [B, F, H, W, 3], prompts, seeds)."""
+        size = self.sizes[self.batches % len(self.sizes)]
+        self.batches += 1
+        puzzles, seeds, themes = [], [], []
+        misses = 0
+        while len(puzzles) < batch_size:
+            s = self.seed + self.position
+            self.position += 1
+            p = self.task.generate(s, size)
+            if self.task.canonical_key(p) in self.heldout:
+                self.rejected += 1
+                misses += 1
+                if misses > 1000 * batch_size:
+                    raise ValueError(
+                        f"{self.task.name} size {size}: nearly every puzzle is held out; "
+                        "lower heldout.n or train on larger sizes"
+                    )
+                continue
+            puzzles.append(p)
+            seeds.append(s)
+            themes.append(self.themes[(self.position - 1) % len(self.themes)])
+        videos = render_batch(
+            self.task,
+            puzzles,
+            [self.task.solve(p) for p in puzzles],
+            self.num_frames,
+            self.cell_px,
+            self.height,
+            self.width,
+            themes,
+        )
+        return videos, [self.task.prompt(p) for p in puzzles], seeds
+
+
+class FolderStream(SolutionStream):
+    """Training batches from a `vrlvr data` folder: its metadata.jsonl puzzles (text) and
+    solutions, re-rendered exactly at the training geometry (the folder's MP4s are lossy H.264 and
+    may have another frame size). Held-out keys are dropped when the folder is read; samples are
+    visited in a seeded random order, epoch after epoch; each batch takes one size in turn."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        task,
+        sizes: list[int],
+        heldout: set[str],
+        seed: int,
+        num_frames: int,
+        cell_px: int | None,
+        height: int | None = None,
+        width: int | None = None,
+    ):
+        super().__init__(task, sizes, heldout, seed, num_frames, cell_px, height, width)
+        meta = Path(folder) / "metadata.jsonl"
+        if not meta.is_file():
+            raise FileNotFoundError(f"data.dir {folder} has no metadata.jsonl (make one with `vrlvr data`)")
+        by_size: dict[int, list[dict]] = {s: [] for s in self.sizes}
+        for line in meta.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["task"] != task.name:
+                raise ValueError(f"{meta} holds {rec['task']!r} puzzles, not {task.name!r}")
+            if rec["canonical_key"] in heldout:
+                self.rejected += 1
+            elif rec["size"] in by_size:
+                by_size[rec["size"]].append(rec)
+        empty = [s for s, recs in by_size.items() if not recs]
+        if empty:
+            raise ValueError(f"{meta}: no training puzzles of size(s) {empty} outside the held-out set")
+        self.records = by_size
+        self._folder = Path(folder)
+
+    def next_batch(self, batch_size: int) -> tuple[np.ndarray, list[str], list[int]]:
+        size = self.sizes[self.batches % len(self.sizes)]
+        self.batches += 1
+        recs = self.records[size]
+        picked = []
+        for _ in range(batch_size):
+            epoch, i = divmod(self.position, len(recs))
+            order = np.random.default_rng([self.seed, size, epoch]).permutation(len(recs))
+            picked.append(recs[order[i]])
+            self.position += 1
+        puzzles = [
+            self.task.from_text(r["puzzle_text"]) if "puzzle_text" in r else self._read_puzzle(r)
+            for r in picked
+        ]
+        videos = render_batch(
+            self.task,
+            puzzles,
+            [r["solution"] for r in picked],
+            self.num_frames,
+            self.cell_px,
+            self.height,
+            self.width,
+            [r.get("theme", 0) for r in picked],
+        )
+        return videos, [r["prompt"] for r in picked], [r["seed"] for r in picked]
+
+    def _read_puzzle(self, rec: dict):
+        return self.task.from_text((self._folder / rec["puzzle"]).read_text())

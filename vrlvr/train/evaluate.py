@@ -1,0 +1,131 @@
+"""Generate on puzzles, verify, and aggregate the paper's metrics.
+
+``evaluate(policy, task, puzzles, ...)`` groups puzzles by size (one frame size per batch),
+generates videos with Euler ODE sampling from each puzzle's first frame and prompt, verifies them
+(one batched verifier call per group when ``vrlvr.verify.verify_batch`` exists) and returns::
+
+    {"n", "success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward",
+     "components": {name: mean}, "per_size": {size: {the same keys}}}
+
+"loose" success is the verifier's looser criterion where it reports one (maze: the
+``paper_success`` component, the VideoRLVR paper's "S and G connected, no paint on walls"),
+otherwise the strict success.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vrlvr.models.sampling import generate_videos
+from vrlvr.train.data import EvalPuzzle, render_batch
+
+__all__ = ["verify_group", "evaluate", "aggregate"]
+
+
+def verify_group(task, puzzles: list, videos: np.ndarray, theme: int | str = 0) -> list:
+    """Verdicts of videos uint8 [B, F, H, W, 3] against their puzzles: one batched verifier call
+    (``vrlvr.verify.verify_batch``), falling back to ``task.verify_video`` for user tasks."""
+    try:
+        from vrlvr.verify import RULES, verify_batch
+    except ImportError:
+        RULES, verify_batch = {}, None
+    if verify_batch is not None and task.name in RULES:
+        return list(verify_batch(task, puzzles, videos, themes=theme))
+    return [task.verify_video(p, v) for p, v in zip(puzzles, videos)]
+
+
+LOOSE_KEYS = ("paper_success", "loose_success")
+
+
+def _loose(verdict) -> float:
+    for key in LOOSE_KEYS:
+        if key in verdict.components:
+            return float(verdict.components[key])
+    return float(verdict.success)
+
+
+def aggregate(verdicts: list) -> dict:
+    n = len(verdicts)
+    if n == 0:
+        return {"n": 0}
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return float(np.mean(xs)) if xs else None
+
+    comps: dict[str, list[float]] = defaultdict(list)
+    for v in verdicts:
+        for k, x in v.components.items():
+            comps[k].append(float(x))
+    return {
+        "n": n,
+        "success_rate": mean([float(v.success) for v in verdicts]),
+        "loose_success_rate": mean([_loose(v) for v in verdicts]),
+        "precision": mean([v.precision for v in verdicts]),
+        "recall": mean([v.recall for v in verdicts]),
+        "f1": mean([v.f1 for v in verdicts]),
+        "mean_reward": mean([float(v.reward) for v in verdicts]),
+        "components": {k: float(np.mean(x)) for k, x in sorted(comps.items())},
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    policy,
+    task,
+    puzzles: list[EvalPuzzle],
+    num_frames: int,
+    cell_px: int | None,
+    height: int | None = None,
+    width: int | None = None,
+    num_steps: int = 10,
+    shift: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    theme: int = 0,
+    progress: bool = True,
+    keep_videos: bool = False,
+) -> tuple[dict, list]:
+    """-> (metrics, records); records hold per puzzle {seed, size, key, verdict[, video]}."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(puzzles):
+        by_size[p.size].append(i)
+    records: list[dict | None] = [None] * len(puzzles)
+    bar = tqdm(total=len(puzzles), desc="eval", unit="video", disable=not progress, leave=False)
+    for idx in by_size.values():
+        for b0 in range(0, len(idx), batch_size):
+            chunk = [puzzles[i] for i in idx[b0 : b0 + batch_size]]
+            ps = [c.puzzle for c in chunk]
+            first = render_batch(
+                task, ps, [task.solve(p) for p in ps], 1, cell_px, height, width, [theme] * len(ps)
+            )[:, 0]  # [B, H, W, 3]
+            videos = generate_videos(
+                policy,
+                first,
+                [task.prompt(p) for p in ps],
+                num_frames,
+                num_steps,
+                shift,
+                seed=seed + chunk[0].seed,
+            )  # [B, F, H, W, 3]
+            for c, i, vid, verdict in zip(
+                chunk, idx[b0 : b0 + batch_size], videos, verify_group(task, ps, videos, theme)
+            ):
+                rec = {"seed": c.seed, "size": c.size, "key": c.key, "verdict": verdict}
+                if keep_videos:
+                    rec["video"] = vid
+                records[i] = rec
+            bar.update(len(chunk))
+    bar.close()
+    metrics = aggregate([r["verdict"] for r in records])
+    metrics["per_size"] = {
+        str(size): {
+            k: v for k, v in aggregate([records[i]["verdict"] for i in idx]).items() if k != "components"
+        }
+        for size, idx in sorted(by_size.items())
+    }
+    return metrics, records

@@ -1,0 +1,211 @@
+"""Sokoban rules and reward, on parsed label grids (labels: 0 floor, 1 wall, 2 goal, 3 box,
+4 box on goal, 5 player, 6 player on goal; outside cells are wall).
+
+Per frame the player and box positions are decoded. A frame is *readable* when its walls and goals
+equal the puzzle's (they never change), it shows exactly one player, as many boxes as the puzzle
+and no unknown cell. The trajectory starts at the puzzle's state (not at the video's frame 0, so
+another puzzle's video fails at once). Each readable frame that differs from the current state is
+one *transition*; it is legal when a sequence of legal moves (walk, or push a box into a free
+cell) of length at most the bound turns the current state into the frame's state. The bound is
+the reference's moves per frame transition (ceil(A / (F - 1)), at least 1) times the number of
+frame steps since the last readable frame (skipped frames are bridged), plus ``extra_moves``,
+capped at ``max_bridge``: no teleports. A breadth-first search finds the shortest such sequence;
+an illegal transition re-synchronises to the frame's state and counts against the video.
+
+reward = boxes x (fraction of boxes on goals at the end) + legal x (legal transitions /
+transitions; 0 for a video where nothing moves, so holding still earns no legality credit).
+success = every box on a goal, no illegal transition, final walls and goals intact.
+Precision / recall / F1: the decoded U/D/L/R sequence against the solution, position-aligned (an
+illegal transition decodes as one "?").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from vrlvr.tasks.base import Verdict
+from vrlvr.verify.truth import Truth
+
+__all__ = ["SokobanRewardConfig", "check_sokoban", "decode_moves"]
+
+FLOOR, WALL, GOAL, BOX, BOX_ON_GOAL, PLAYER, PLAYER_ON_GOAL = range(7)
+MOVES = "UDLR"
+
+
+@dataclass(frozen=True)
+class SokobanRewardConfig:
+    """Weights and search bounds of the Sokoban reward (see the module docstring)."""
+
+    boxes: float = 0.5  # weight of the fraction of boxes on goals at the end
+    legal: float = 0.5  # weight of the fraction of legal transitions
+    extra_moves: int = 0  # moves allowed per transition beyond the reference's
+    max_bridge: int = 12  # hard cap on the moves one transition may bridge
+    max_search_states: int = 20000  # BFS budget per transition
+
+
+State = tuple[int, frozenset[int]]  # (player flat index, box flat indices)
+
+
+def _step(state: State, move: int, walls: np.ndarray, C: int) -> State | None:
+    """One move (0..3 = U, D, L, R) on flat indices, or None when illegal."""
+    player, boxes = state
+    d = (-C, C, -1, 1)[move]
+    nxt = player + d
+    if move >= 2 and nxt // C != player // C:  # left/right off the row
+        return None
+    if nxt < 0 or nxt >= walls.size or walls[nxt]:
+        return None
+    if nxt in boxes:
+        beyond = nxt + d
+        if move >= 2 and beyond // C != nxt // C:
+            return None
+        if beyond < 0 or beyond >= walls.size or walls[beyond] or beyond in boxes:
+            return None
+        boxes = (boxes - {nxt}) | {beyond}
+    return nxt, boxes
+
+
+def _bridge(src: State, dst: State, walls: np.ndarray, C: int, depth: int, budget: int) -> str | None:
+    """Shortest legal move string of length <= depth from src to dst, or None."""
+    if depth < 1:
+        return None
+    for m in range(4):  # the common case: one move
+        if _step(src, m, walls, C) == dst:
+            return MOVES[m]
+    if depth < 2:
+        return None
+    parent: dict[State, tuple[State, int] | None] = {src: None}
+    frontier = deque([(src, 0)])
+    while frontier:
+        state, d = frontier.popleft()
+        if d >= depth:
+            continue
+        for m in range(4):
+            nxt = _step(state, m, walls, C)
+            if nxt is None or nxt in parent:
+                continue
+            parent[nxt] = (state, m)
+            if nxt == dst:
+                out = []
+                cur = nxt
+                while parent[cur] is not None:
+                    cur, mv = parent[cur]
+                    out.append(MOVES[mv])
+                return "".join(reversed(out))
+            if len(parent) > budget:
+                return None
+            frontier.append((nxt, d + 1))
+    return None
+
+
+def decode_moves(
+    states: np.ndarray, truth: Truth, config: SokobanRewardConfig | None = None
+) -> tuple[str, dict[str, float], State]:
+    """Label grids int8 [F, R, C] -> (decoded move string, counters, final state)."""
+    cfg = config or SokobanRewardConfig()
+    init = truth.initial
+    F, R, C = states.shape
+    walls = init == WALL
+    goals = np.isin(init, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL))
+    n_boxes = int(np.isin(init, (BOX, BOX_ON_GOAL)).sum())
+
+    # per-frame layers, vectorised over frames: bool [F]
+    wall_ok = ((states == WALL) == walls).all(axis=(1, 2))
+    goal_ok = (np.isin(states, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL)) == goals).all(axis=(1, 2))
+    player_mask = (states == PLAYER) | (states == PLAYER_ON_GOAL)  # [F, R, C]
+    box_mask = (states == BOX) | (states == BOX_ON_GOAL)
+    one_player = player_mask.sum(axis=(1, 2)) == 1
+    box_count_ok = box_mask.sum(axis=(1, 2)) == n_boxes
+    known = (states >= 0).all(axis=(1, 2))
+    static_ok = wall_ok & goal_ok
+    readable = static_ok & one_player & box_count_ok & known
+
+    flat_walls = walls.reshape(-1)
+    per_step = max(1, math.ceil(truth.num_actions / max(1, F - 1)))
+    cur: State = (
+        int(np.flatnonzero(init == PLAYER)[0])
+        if (init == PLAYER).any()
+        else int(np.flatnonzero(init == PLAYER_ON_GOAL)[0]),
+        frozenset(np.flatnonzero(np.isin(init, (BOX, BOX_ON_GOAL))).tolist()),
+    )
+    decoded: list[str] = []
+    legal = illegal = 0
+    last = 0  # frame of the current state (the puzzle is what frame 0 should show)
+    flat_player = player_mask.reshape(F, -1)
+    flat_boxes = box_mask.reshape(F, -1)
+    for f in np.flatnonzero(readable):
+        f = int(f)
+        state: State = (int(np.argmax(flat_player[f])), frozenset(np.flatnonzero(flat_boxes[f]).tolist()))
+        gap = f - last  # frame steps since the current state; 0 for frame 0
+        last = f
+        if state == cur:
+            continue
+        depth = min(cfg.max_bridge, gap * per_step + cfg.extra_moves)
+        moves = _bridge(cur, state, flat_walls, C, depth, cfg.max_search_states)
+        if moves is None:
+            illegal += 1
+            decoded.append("?")
+        else:
+            legal += 1
+            decoded.append(moves)
+        cur = state
+    counters = {
+        "transitions": float(legal + illegal),
+        "illegal_transitions": float(illegal),
+        "readable_frames": float(readable.mean()),
+        "static_intact_frames": float(static_ok.mean()),
+        "final_static_intact": float(static_ok[-1]),
+        "frame0_match": float((states[0] == init).mean()),
+    }
+    return "".join(decoded), counters, cur
+
+
+def check_sokoban(states: np.ndarray, truth: Truth, config: SokobanRewardConfig | None = None) -> Verdict:
+    """Label grids int8 [F, R, C] of one video -> Verdict."""
+    cfg = config or SokobanRewardConfig()
+    init = truth.initial
+    if states.ndim != 3 or states.shape[1:] != init.shape:
+        raise ValueError(f"sokoban states must be [F, {init.shape[0]}, {init.shape[1]}], got {states.shape}")
+    moves, counters, (_, boxes) = decode_moves(states, truth, cfg)
+    goals = set(np.flatnonzero(np.isin(init, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL)).reshape(-1)).tolist())
+    n_boxes = max(1, len(boxes))
+    on_goals = len(boxes & goals) / n_boxes
+    n_trans = counters["transitions"]
+    legal_frac = (n_trans - counters["illegal_transitions"]) / n_trans if n_trans else 0.0
+    solved = on_goals == 1.0
+    all_legal = counters["illegal_transitions"] == 0
+    success = bool(solved and all_legal and n_trans > 0 and counters["final_static_intact"] == 1.0)
+    reward = cfg.boxes * on_goals + cfg.legal * legal_frac
+
+    truth_moves = "".join(str(a).upper() for a in truth.actions)
+    matches = sum(a == b for a, b in zip(moves, truth_moves))
+    if not moves and not truth_moves:
+        precision = recall = f1 = 1.0
+    else:
+        precision = matches / len(moves) if moves else 0.0
+        recall = matches / len(truth_moves) if truth_moves else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    components_ = {
+        "boxes_on_goals": on_goals,
+        "legal_fraction": legal_frac,
+        "solved": float(solved),
+        "all_legal": float(all_legal),
+        "decoded_moves": float(len(moves)),
+        "solution_moves": float(len(truth_moves)),
+        **counters,
+    }
+    reasons = []
+    if not solved:
+        reasons.append(f"{len(boxes) - len(boxes & goals)} box(es) off goal at the end")
+    if not all_legal:
+        reasons.append(f"{int(counters['illegal_transitions'])} illegal transition(s)")
+    if n_trans == 0:
+        reasons.append("nothing moves")
+    if counters["final_static_intact"] != 1.0:
+        reasons.append("walls or goals changed in the last frame")
+    return Verdict(success, float(reward), components_, precision, recall, f1, "; ".join(reasons))
