@@ -69,6 +69,7 @@ def main(argv=None) -> dict:
 
     from vrlvr import _native
     from vrlvr.verify import parse_frames, patch_bounds
+    from vrlvr.verify.parse import patch_steps
 
     maze, puzzles, videos, layout = make_group(args.videos, args.frames, args.height, args.width, args.size)
     palette = maze.palette(0)
@@ -83,7 +84,9 @@ def main(argv=None) -> dict:
     agree = bool(np.array_equal(a[0], b[0]) and np.abs(a[1] - b[1]).max() <= 1e-4)
 
     y0, y1, x0, x1 = patch_bounds(grid, (args.height, args.width), layout.bbox, args.patch)
-    patch_pixels = int(np.sum(y1 - y0)) * int(np.sum(x1 - x0))  # sum over cells of h_r * w_c
+    dy, dx = patch_steps(y0, y1, x0, x1)  # large patches are read on a strided sub-grid
+    rows_read, cols_read = -(-(y1 - y0) // dy), -(-(x1 - x0) // dx)
+    patch_pixels = int(np.sum(rows_read)) * int(np.sum(cols_read))  # sum over cells of h_r * w_c
     n_frames = args.videos * args.frames
     bytes_read = 3 * patch_pixels * n_frames
     frame_bytes = videos.nbytes

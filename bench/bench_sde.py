@@ -16,7 +16,8 @@ Reported per case (JSON on stdout): best and median seconds per call; bytes that
 (each input read once, each output written once, at its dtype); effective GB/s; the memory floor
 (those bytes / the copy bandwidth measured in the same run with a numpy copy of the same number
 of bytes into a preallocated buffer, which is the faster of numpy and torch copies here); the
-fraction of that floor reached; and the speed-up over eager_flow_grpo.
+fraction of that floor reached; and the speed-up over eager_flow_grpo. On a GPU the copy is a
+device-to-device torch copy, so the floor is the GPU memory's.
 
 Bytes per element (the op is bandwidth-bound: ~10 flops per element against 12 to 20 bytes):
   step            x, v, noise read + x' written: 16 B fp32, 8 B bf16 (+4 B with return_mean)
@@ -102,8 +103,14 @@ def _time(fn, repeats: int, device: torch.device) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
-def copy_bandwidth(nbytes: int, repeats: int = 7) -> dict:
-    """Bytes per second (read + write counted) of copying nbytes into a preallocated buffer."""
+def copy_bandwidth(nbytes: int, repeats: int = 7, device: torch.device | None = None) -> dict:
+    """Bytes per second (read + write counted) of copying nbytes into a preallocated buffer, in the
+    memory the op runs on: host RAM, or the GPU's own memory for CUDA tensors."""
+    if device is not None and device.type == "cuda":
+        src_d = torch.ones(max(nbytes // 2, 1), dtype=torch.uint8, device=device)
+        dst_d = torch.empty_like(src_d)
+        bw = 2 * src_d.numel() / _time(lambda: dst_d.copy_(src_d), repeats, device)[0]
+        return {"torch_copy_GBps": bw / 1e9, "best_GBps": bw / 1e9}
     src = np.ones(max(nbytes // 2, 1), np.uint8)
     dst = np.empty_like(src)
     np_bw = 2 * src.nbytes / _time(lambda: np.copyto(dst, src), repeats, torch.device("cpu"))[0]
@@ -216,7 +223,7 @@ def run(shapes, dtypes, ops, repeats: int, device: torch.device) -> dict:
             for op in ops:
                 moved = bytes_moved(op, numel, dtype)
                 if moved not in bandwidth:
-                    bandwidth[moved] = copy_bandwidth(moved)
+                    bandwidth[moved] = copy_bandwidth(moved, device=device)
                 copy_bps = bandwidth[moved]["best_GBps"] * 1e9
                 floor_s = moved / copy_bps
                 eager = None

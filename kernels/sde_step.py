@@ -2,9 +2,10 @@
 
 Tensors are contiguous [B, N] views; per-sample coefficients come as float32 [B] vectors (cx, cv,
 s, k: see csrc/include/vrlvr/sde_math.h for the math, which these kernels repeat line for line).
-The grid is (cdiv(N, BLOCK), B): a program owns BLOCK elements of one sample, so no integer
-division by N per element. Reductions write one fp32 partial per program (a tree sum inside the
-block), and the partials are added per sample in float64 by torch: deterministic, no atomics.
+The grid is 1-D, B * cdiv(N, BLOCK) programs: a program owns BLOCK elements of one sample (one
+integer division per program, none per element). Reductions write one fp32 partial per program
+(a tree sum inside the block), and the partials are added per sample in float64 by torch:
+deterministic, no atomics.
 
 The kernels use only +, -, * and casts (the sigma math is done on the host, so not even tl.sqrt is
 needed, and no libdevice): the same code runs in Triton's CPU interpreter (TRITON_INTERPRET=1),
@@ -88,8 +89,9 @@ def _step_kernel(
     WRITE_MEAN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    blk = pid - b * n_blocks
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     idx = b.to(tl.int64) * N + offs
@@ -107,15 +109,16 @@ def _step_kernel(
         tl.store(xn_ptr + idx, stored, mask=mask)
         # residual of the value actually stored (x's dtype), as the re-scoring kernel sees it
         r = tl.where(mask, _to_f32(stored) - m, 0.0)
-        tl.store(part_ptr + b * n_blocks + blk, tl.sum(r * r, axis=0))
+        tl.store(part_ptr + pid, tl.sum(r * r, axis=0))
     else:
         tl.store(xn_ptr + idx, _to_storage(m, xn_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _logprob_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    blk = pid - b * n_blocks
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     idx = b.to(tl.int64) * N + offs
@@ -125,13 +128,16 @@ def _logprob_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, part_ptr, N, n_blocks,
     v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
     xn = _to_f32(tl.load(xn_ptr + idx, mask=mask, other=0.0))
     r = tl.where(mask, xn - _mean(cx, cv, x, v), 0.0)
-    tl.store(part_ptr + b * n_blocks + blk, tl.sum(r * r, axis=0))
+    tl.store(part_ptr + pid, tl.sum(r * r, axis=0))
 
 
 @triton.jit
-def _logprob_grad_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, k_ptr, gv_ptr, N, BLOCK: tl.constexpr):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
+def _logprob_grad_kernel(
+    x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, k_ptr, gv_ptr, N, n_blocks, BLOCK: tl.constexpr
+):
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    blk = pid - b * n_blocks
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     idx = b.to(tl.int64) * N + offs
@@ -147,21 +153,23 @@ def _logprob_grad_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, k_ptr, gv_ptr, N,
 
 @triton.jit
 def _kl_kernel(v_ptr, r_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    blk = pid - b * n_blocks
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     idx = b.to(tl.int64) * N + offs
     v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
     vr = _to_f32(tl.load(r_ptr + idx, mask=mask, other=0.0))
     d = v - vr
-    tl.store(part_ptr + b * n_blocks + blk, tl.sum(d * d, axis=0))
+    tl.store(part_ptr + pid, tl.sum(d * d, axis=0))
 
 
 @triton.jit
-def _kl_grad_kernel(v_ptr, r_ptr, k_ptr, gv_ptr, N, BLOCK: tl.constexpr):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
+def _kl_grad_kernel(v_ptr, r_ptr, k_ptr, gv_ptr, N, n_blocks, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    blk = pid - b * n_blocks
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     idx = b.to(tl.int64) * N + offs
@@ -171,9 +179,22 @@ def _kl_grad_kernel(v_ptr, r_ptr, k_ptr, gv_ptr, N, BLOCK: tl.constexpr):
     tl.store(gv_ptr + idx, _to_storage(k * (v - vr), gv_ptr.dtype.element_ty), mask=mask)
 
 
-def _grid(B: int, N: int) -> tuple[int, int, int]:
+_MAX_PROGRAMS = 2**31 - 1  # CUDA's limit on grid axis 0 (axes 1 and 2 stop at 65535)
+
+
+def _grid(B: int, N: int) -> tuple[int, int, tuple[int]]:
+    """(BLOCK, programs per sample, launch grid). The grid is 1-D, program pid owning block
+    pid % n_blocks of sample pid // n_blocks: a batch axis on grid axis 1 would cap B at 65535.
+    Element offsets inside a sample are int32 (the sample offset b * N is int64), so N stays
+    below 2^31 - BLOCK."""
     block = block_size(N)
-    return block, triton.cdiv(N, block), B
+    n_blocks = triton.cdiv(N, block)
+    if N > 2**31 - 1 - block or B * n_blocks > _MAX_PROGRAMS:
+        raise ValueError(
+            f"sde Triton kernels: [B={B}, N={N}] is too large for one launch "
+            f"(needs N < 2^31 - {block} and B * ceil(N / {block}) < 2^31)"
+        )
+    return block, n_blocks, (B * n_blocks,)
 
 
 def _sum_partials(part: torch.Tensor) -> torch.Tensor:
@@ -185,11 +206,11 @@ def sde_step(x, v, noise, cx, cv, s, *, stochastic: bool, write_mean: bool):
     """x, v, noise [B, N] contiguous; cx, cv, s float32 [B] ->
     x_next [B, N] (x's dtype), mean fp32 [B, N] or None, sum of squared residuals float64 [B] or None."""
     B, N = x.shape
-    block, n_blocks, _ = _grid(B, N)
+    block, n_blocks, grid = _grid(B, N)
     x_next = torch.empty_like(x)
     mean = torch.empty(x.shape, dtype=torch.float32, device=x.device) if write_mean else x_next
     part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device) if stochastic else cx
-    _step_kernel[(n_blocks, B)](
+    _step_kernel[grid](
         x,
         v,
         noise if stochastic else x,
@@ -212,21 +233,19 @@ def sde_step(x, v, noise, cx, cv, s, *, stochastic: bool, write_mean: bool):
 def sde_logprob(x, v, x_next, cx, cv):
     """[B, N] contiguous, cx/cv float32 [B] -> sum over each sample of (x_next - mean)^2, float64 [B]."""
     B, N = x.shape
-    block, n_blocks, _ = _grid(B, N)
+    block, n_blocks, grid = _grid(B, N)
     part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device)
-    _logprob_kernel[(n_blocks, B)](
-        x, v, x_next, cx, cv, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block)
-    )
+    _logprob_kernel[grid](x, v, x_next, cx, cv, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
     return _sum_partials(part)
 
 
 def sde_logprob_grad(x, v, x_next, cx, cv, k):
     """grad_v [B, N] (v's dtype) = k[b] * (x_next - mean); k float32 [B]."""
     B, N = x.shape
-    block, n_blocks, _ = _grid(B, N)
+    block, n_blocks, grid = _grid(B, N)
     grad_v = torch.empty_like(v)
-    _logprob_grad_kernel[(n_blocks, B)](
-        x, v, x_next, cx, cv, k, grad_v, N, BLOCK=block, num_warps=_num_warps(block)
+    _logprob_grad_kernel[grid](
+        x, v, x_next, cx, cv, k, grad_v, N, n_blocks, BLOCK=block, num_warps=_num_warps(block)
     )
     return grad_v
 
@@ -234,16 +253,16 @@ def sde_logprob_grad(x, v, x_next, cx, cv, k):
 def sde_kl(v, v_ref):
     """[B, N] contiguous -> sum over each sample of (v - v_ref)^2, float64 [B]."""
     B, N = v.shape
-    block, n_blocks, _ = _grid(B, N)
+    block, n_blocks, grid = _grid(B, N)
     part = torch.empty((B, n_blocks), dtype=torch.float32, device=v.device)
-    _kl_kernel[(n_blocks, B)](v, v_ref, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
+    _kl_kernel[grid](v, v_ref, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
     return _sum_partials(part)
 
 
 def sde_kl_grad(v, v_ref, k):
     """grad_v [B, N] (v's dtype) = k[b] * (v - v_ref); k float32 [B]."""
     B, N = v.shape
-    block, n_blocks, _ = _grid(B, N)
+    block, n_blocks, grid = _grid(B, N)
     grad_v = torch.empty_like(v)
-    _kl_grad_kernel[(n_blocks, B)](v, v_ref, k, grad_v, N, BLOCK=block, num_warps=_num_warps(block))
+    _kl_grad_kernel[grid](v, v_ref, k, grad_v, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
     return grad_v

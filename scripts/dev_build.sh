@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Developer build: compile vrlvr._native (and vrlvr._cuda when nvcc is found) into BUILD_DIR and
-# copy the modules into the source tree, so `PYTHONPATH=$PWD python -m pytest -p no:importlib`
-# style work runs against fresh binaries without a pip install. Also links kernels/ to
-# vrlvr/kernels, which is where the wheel ships it. CI and users use `pip install .` instead.
+# copy the modules into the source tree, so `PYTHONPATH=$PWD python -m pytest tests`
+# runs against fresh binaries without a pip install. Also links kernels/ and bench/ to
+# vrlvr/kernels and vrlvr/bench, which is where the wheel ships them. CI and users use `pip install .`.
 #   scripts/dev_build.sh [BUILD_DIR]      (VRLVR_CUDA=OFF skips the CUDA module)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,4 +19,5 @@ for mod in "$build"/_native*.so "$build"/_cuda*.so; do
     && mv -f "$root/vrlvr/.$(basename "$mod").tmp" "$root/vrlvr/$(basename "$mod")"
 done
 [ -e "$root/vrlvr/kernels" ] || ln -s ../kernels "$root/vrlvr/kernels"
+[ -e "$root/vrlvr/bench" ] || ln -s ../bench "$root/vrlvr/bench"
 echo "dev build ready: $(ls "$root"/vrlvr/*.so | xargs -n1 basename | tr '\n' ' ')"

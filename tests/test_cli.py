@@ -59,10 +59,16 @@ def test_console_scripts_installed():
         assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("name", sorted(n for n in NOT_BUILT if n in COMMANDS))
-def test_unbuilt_subcommands_exit_2(name, capsys):
-    assert main([name]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_unbuilt_capabilities_exit_2(capsys):
+    from vrlvr.cli import train_main
+
+    for name in NOT_BUILT:
+        if name in COMMANDS:
+            assert main([name]) == 2
+        else:
+            assert name == "train"
+            assert train_main(["--config", "x.yaml"]) == 2
+        assert "not built yet" in capsys.readouterr().err
 
 
 def test_info_json(tmp_path):
@@ -75,3 +81,17 @@ def test_info_json(tmp_path):
 
 def test_no_subcommand_prints_help(capsys):
     assert main([]) == 2
+
+
+def test_bench_lists_and_forwards_options(capsys):
+    assert main(["bench"]) == 0
+    listed = capsys.readouterr().out.split()
+    for name in ("sde", "parse", "verify", "tasks"):
+        assert name in listed
+    assert main(["bench", "sde", "--help"]) == 0
+    assert "--shapes" in capsys.readouterr().out
+
+
+def test_bench_unknown_name_is_a_clear_error(capsys):
+    assert main(["bench", "nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err

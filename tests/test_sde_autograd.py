@@ -55,7 +55,7 @@ def test_logprob_gradient_matches_autograd_through_reference(backend, mode, dtyp
 
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("mode", ["sde", "dance", "cps"])
-@pytest.mark.parametrize("dtype_v", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype_v", [torch.float32, torch.bfloat16, torch.float16])
 def test_kl_and_its_gradient_match_reference(backend, mode, dtype_v):
     _, v, _, v_ref, w = _inputs((4, 5, 11), dtype_v, seed=1)
     sigma_next = SIGMA_NEXT.clone()
@@ -70,6 +70,23 @@ def test_kl_and_its_gradient_match_reference(backend, mode, dtype_v):
     assert (kl >= 0).all()
     torch.testing.assert_close(kl, kl_ref, rtol=2e-5, atol=1e-6)
     _assert_close_scaled(grad, grad_ref, TOL[dtype_v])
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype_x", [torch.bfloat16, torch.float16])
+def test_logprob_gradient_with_half_precision_latents(backend, dtype_x):
+    """x and x_next stored in 16 bits (the fused backward reads them in x's dtype), v in fp32."""
+    x, v, x_next, _, w = _inputs((4, 3, 37), torch.float32, seed=3)
+    x, x_next = x.to(dtype_x), x_next.to(dtype_x)
+
+    def run(name):
+        return lambda vv: sde_logprob(x, vv, x_next, SIGMA, SIGMA_NEXT, eta=0.7, mode="sde", backend=name)
+
+    lp, grad = _grad(run(backend), v, w)
+    lp_ref, grad_ref = _grad(run("torch"), v, w)
+    assert grad.dtype == torch.float32
+    torch.testing.assert_close(lp, lp_ref, rtol=2e-5, atol=2e-5)
+    _assert_close_scaled(grad, grad_ref, TOL[torch.float32])
 
 
 @pytest.mark.parametrize("backend", ["torch", *FAST])

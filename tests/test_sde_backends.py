@@ -99,11 +99,12 @@ def test_mixed_dtypes_fp32_latents_with_bf16_velocity(backend, dtype_x, dtype_v)
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize(
     "shape",
-    [(1,), (1, 1), (3,), (2, 1, 1, 1), (5, 3, 1, 7), (2, 16384 * 2 + 7), (1, 2 * 65536 + 3)],
+    [(1,), (1, 1), (3,), (2, 1, 1, 1), (5, 3, 1, 7), (2, 16384 * 2 + 7), (1, 2 * 65536 + 3), (3, 65536 + 5)],
     ids=lambda s: "x".join(map(str, s)),
 )
 def test_odd_shapes_and_single_elements(backend, shape):
-    # 16384 (native) and 65536 (Triton interpreter) are the chunk / block sizes: cross them
+    # 16384 (native) and 65536 (Triton interpreter) are the chunk / block sizes: cross them, with
+    # one sample and with several (each program / chunk must find its own sample and block)
     x, v, noise = _inputs(shape, seed=len(shape))
     sigma, sigma_next = _sigmas(shape[0])
     _assert_step_matches_reference(backend, x, v, noise, sigma, sigma_next, "sde")
@@ -200,6 +201,9 @@ def test_wan_sized_per_sample_reduction_is_accurate():
         x.double(), v.double(), out.x_next.double(), 0.9, 0.85, eta=0.7, mode="sde"
     )  # float64 everywhere
     torch.testing.assert_close(out.logp.double(), exact, rtol=0, atol=2e-6)
+    # the multi-threaded path keeps the on-policy identity too
+    again = sde_logprob(x, v, out.x_next, 0.9, 0.85, eta=0.7, mode="sde", backend="cpu")
+    assert torch.equal(again, out.logp)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NaN inputs, on purpose
@@ -255,3 +259,17 @@ def test_native_matches_reference_on_random_cases(batch, inner, mode, dtype, eta
     sigma_next = (sigma * frac).to(torch.float32)  # in [0, sigma)
     x, v, noise = _inputs((batch, *inner), dtype, seed=data.draw(st.integers(0, 2**16)))
     _assert_step_matches_reference("cpu", x, v, noise, sigma, sigma_next, mode, eta=eta)
+
+
+def test_triton_launch_grid_fits_cuda_limits_for_any_batch():
+    """The Triton grid is 1-D (axis 0 allows 2^31 - 1 programs): a batch on grid axis 1 would stop
+    at 65535 samples on a GPU, which the interpreter would never show."""
+    if "triton" not in FAST:
+        pytest.skip("triton is not usable here")
+    from vrlvr.kernels import sde_step as kernels
+
+    for B, N in ((70000, 1), (70000, 3 * 65536 + 1), (1, 48 * 21 * 30 * 52)):
+        block, n_blocks, grid = kernels._grid(B, N)
+        assert grid == (B * n_blocks,) and n_blocks == -(-N // block)
+    with pytest.raises(ValueError, match="too large for one launch"):
+        kernels._grid(1, 2**31)

@@ -65,8 +65,29 @@ def test_cuda_launcher_rejects_bad_sizes_before_touching_the_device():
 def test_cuda_launch_without_a_device_raises_the_cuda_error():
     from vrlvr import _cuda
 
+    # non-null stand-in pointers: the device guard fails before anything is launched
     with pytest.raises(RuntimeError, match=r"sde_logprob: cuda"):
-        _cuda.sde_logprob(0, 0, 0, 0, 0, 0, 0, 0, batch=1, numel=1, device=0, stream=0)
+        _cuda.sde_logprob(1, 2, 3, 4, 5, 6, 0, 0, batch=1, numel=1, device=0, stream=0)
+
+
+@needs_nvcc
+def test_cuda_launcher_rejects_null_buffers_before_touching_the_device():
+    """A null buffer would fault on the device and end the CUDA context: refused up front."""
+    from vrlvr import _cuda
+
+    with pytest.raises(RuntimeError, match="sde_step: null pointer for noise"):
+        _cuda.sde_step(1, 2, 0, 4, 0, 6, 7, 8, 0, 0, batch=1, numel=4, stochastic=True, device=0, stream=0)
+    # the "ode" step reads no noise and writes no logp
+    with pytest.raises(RuntimeError, match="sde_step: null pointer for x_next"):
+        _cuda.sde_step(1, 2, 0, 0, 0, 6, 0, 0, 0, 0, batch=1, numel=4, stochastic=False, device=0, stream=0)
+    with pytest.raises(RuntimeError, match="sde_logprob: null pointer for workspace"):
+        _cuda.sde_logprob(1, 2, 3, 4, 5, 0, 0, 0, batch=1, numel=1, device=0, stream=0)
+    with pytest.raises(RuntimeError, match="sde_logprob_backward: null pointer for k"):
+        _cuda.sde_logprob_backward(1, 2, 3, 4, 0, 6, 0, 0, batch=1, numel=1, device=0, stream=0)
+    with pytest.raises(RuntimeError, match="sde_kl: null pointer for v_ref"):
+        _cuda.sde_kl(1, 0, 3, 4, 5, 0, batch=1, numel=1, device=0, stream=0)
+    with pytest.raises(RuntimeError, match="sde_kl_backward: null pointer for grad_v"):
+        _cuda.sde_kl_backward(1, 2, 3, 0, 0, batch=1, numel=1, device=0, stream=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,3 +156,42 @@ def test_cuda_kl_runs_on_the_current_stream_and_is_deterministic():
     want = sde_kl(v, v_ref, 0.7, 0.6, eta=0.7, mode="sde", backend="torch")
     assert torch.equal(a, b)
     torch.testing.assert_close(a, want, rtol=1e-5, atol=1e-7)
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["sde", "dance", "cps"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_kl_and_its_gradient_match_reference(mode, dtype):
+    v, v_ref, _ = _inputs((3, 5, 3001), dtype, seed=3)
+    sigma_next = torch.tensor([0.95, 0.45, 0.1])  # cps has no KL at sigma_next == 0
+    weights = torch.tensor([1.0, -2.0, 0.5], device="cuda")
+    out = {}
+    for name in ("cuda", "torch"):
+        vv = v.clone().requires_grad_(True)
+        kl = sde_kl(vv, v_ref, SIGMA, sigma_next, eta=0.7, mode=mode, backend=name)
+        (kl * weights).sum().backward()
+        out[name] = (kl.detach(), vv.grad.float())
+    torch.testing.assert_close(out["cuda"][0], out["torch"][0], rtol=2e-5, atol=1e-6)
+    scale = out["torch"][1].abs().max()
+    torch.testing.assert_close(
+        out["cuda"][1] / scale, out["torch"][1] / scale, rtol=2 * ULP[dtype], atol=2 * ULP[dtype]
+    )
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_cuda_batch_beyond_the_grid_y_limit_and_non_contiguous_inputs():
+    """B > 65535 runs the kernels' grid-stride loop over samples; strided inputs are copied."""
+    B = 65535 + 1000
+    x, v, noise = _inputs((B, 3), torch.float32, seed=4)
+    sigma = torch.rand(B) * 0.9 + 0.1
+    sigma_next = sigma * 0.5
+    kw = dict(eta=0.7, mode="sde")
+    got = sde_step(x, v.t().contiguous().t(), sigma, sigma_next, noise, backend="cuda", **kw)
+    want = sde_step(x, v, sigma, sigma_next, noise, backend="torch", **kw)
+    torch.testing.assert_close(got.x_next, want.x_next, rtol=ULP[torch.float32], atol=ULP[torch.float32])
+    scored = sde_logprob(x, v, got.x_next, sigma, sigma_next, backend="torch", **kw)
+    torch.testing.assert_close(got.logp, scored, rtol=2e-5, atol=2e-5)
+    again = sde_logprob(x, v, got.x_next, sigma, sigma_next, backend="cuda", **kw)
+    assert torch.equal(again, got.logp)

@@ -147,6 +147,9 @@ def test_rejections():
     assert not maze.check_solution(p, []).success
     assert not maze.check_solution(p, "SRRG").success
     assert not maze.check_solution(p, [(1, 1), (1, "x")]).success
+    for junk in (42, 3.5, None, b"\x01\x01"):  # not a list of pairs: a failed verdict, no exception
+        v = maze.check_solution(p, junk)
+        assert not v.success and v.components == {"well_formed": 0.0}
     assert maze.check_solution(p, MazeSolution(tuple(good))).success
 
 

@@ -197,6 +197,18 @@ def test_flowfree_gap_and_blob_break_validity(flow_puzzle):
     assert not v.success and v.components["stray_cells"] == 1.0
 
 
+def test_flowfree_truth_is_not_shared_between_letter_permuted_puzzles(flow_puzzle):
+    """Letters decide the colour labels: a puzzle with two letters swapped (same canonical key) has
+    its own truth, so its own solution video verifies."""
+    a, b = flow_puzzle.letters[:2]
+    swapped = FLOW.from_text(flow_puzzle.to_text().translate(str.maketrans({a: b, b: a})))
+    assert FLOW.canonical_key(swapped) == FLOW.canonical_key(flow_puzzle)
+    truth_for(FLOW, flow_puzzle)  # cache the original's truth first
+    assert not np.array_equal(truth_for(FLOW, swapped).initial, truth_for(FLOW, flow_puzzle).initial)
+    v = verify_states(FLOW, swapped, _frames(FLOW, swapped, 40))
+    assert v.success and v.f1 == 1.0, v.reason
+
+
 # --- sokoban ----------------------------------------------------------------------------------
 
 SOKO = tasks.get("sokoban")

@@ -25,7 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Subcommands whose capability a later issue builds. Remove an entry when its module lands.
 NOT_BUILT: dict[str, str] = {
-    "bench": "packaged benchmarks land with the SDE-op and parser issues",
     "train": "the SDE-GRPO trainer has not been built yet",
 }
 

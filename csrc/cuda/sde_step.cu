@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 
 #include "vrlvr/sde_cuda.h"
@@ -236,10 +237,18 @@ class DeviceGuard {
   cudaError_t status_ = cudaSuccess;
 };
 
-// Size checks; "" when the launch may proceed.
-std::string check(const SdeLaunch& a, const char* what) {
+struct NamedPtr {
+  const char* name;
+  std::uintptr_t ptr;
+};
+
+// Size and pointer checks; "" when the launch may proceed. A null buffer would fault on the
+// device (a sticky error that ends the CUDA context), so it is refused here, before any launch.
+std::string check(const SdeLaunch& a, const char* what, std::initializer_list<NamedPtr> required) {
   if (a.batch < 1 || a.numel < 1) return std::string(what) + ": batch and numel must be >= 1";
   if (chunks_of(a.numel) > 0x7fffffff) return std::string(what) + ": too many elements per sample";
+  for (const NamedPtr& p : required)
+    if (p.ptr == 0) return std::string(what) + ": null pointer for " + p.name;
   return "";
 }
 
@@ -263,7 +272,9 @@ std::int64_t sde_workspace_doubles(std::int64_t batch, std::int64_t numel) {
 
 std::string sde_step_launch(const SdeLaunch& a, bool stochastic) {
   const char* what = "sde_step";
-  std::string err = check(a, what);
+  std::string err = check(a, what, {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef}});
+  if (err.empty() && stochastic)
+    err = check(a, what, {{"noise", a.noise}, {"logp", a.out}, {"workspace", a.workspace}});
   if (!err.empty()) return err;
   DeviceGuard guard(a.device);
   if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
@@ -284,7 +295,9 @@ std::string sde_step_launch(const SdeLaunch& a, bool stochastic) {
 
 std::string sde_logprob_launch(const SdeLaunch& a) {
   const char* what = "sde_logprob";
-  std::string err = check(a, what);
+  std::string err = check(a, what,
+                          {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef},
+                           {"logp", a.out}, {"workspace", a.workspace}});
   if (!err.empty()) return err;
   DeviceGuard guard(a.device);
   if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
@@ -305,7 +318,9 @@ std::string sde_logprob_launch(const SdeLaunch& a) {
 
 std::string sde_logprob_backward_launch(const SdeLaunch& a) {
   const char* what = "sde_logprob_backward";
-  std::string err = check(a, what);
+  std::string err = check(a, what,
+                          {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef},
+                           {"k", a.k}, {"grad_v", a.grad_v}});
   if (!err.empty()) return err;
   DeviceGuard guard(a.device);
   if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
@@ -325,7 +340,9 @@ std::string sde_logprob_backward_launch(const SdeLaunch& a) {
 
 std::string sde_kl_launch(const SdeLaunch& a) {
   const char* what = "sde_kl";
-  std::string err = check(a, what);
+  std::string err = check(a, what,
+                          {{"v", a.v}, {"v_ref", a.v_ref}, {"coef", a.coef}, {"kl", a.out},
+                           {"workspace", a.workspace}});
   if (!err.empty()) return err;
   DeviceGuard guard(a.device);
   if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
@@ -341,7 +358,7 @@ std::string sde_kl_launch(const SdeLaunch& a) {
 
 std::string sde_kl_backward_launch(const SdeLaunch& a) {
   const char* what = "sde_kl_backward";
-  std::string err = check(a, what);
+  std::string err = check(a, what, {{"v", a.v}, {"v_ref", a.v_ref}, {"k", a.k}, {"grad_v", a.grad_v}});
   if (!err.empty()) return err;
   DeviceGuard guard(a.device);
   if (guard.status() != cudaSuccess) return error_of(guard.status(), what);

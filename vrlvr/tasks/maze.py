@@ -267,7 +267,7 @@ class MazeTask(Task):
     def _as_path(self, solution) -> list[tuple[int, int]]:
         if isinstance(solution, MazeSolution):
             return list(solution.path)
-        if isinstance(solution, (str, bytes)) or solution is None:
+        if isinstance(solution, (str, bytes)) or solution is None or not hasattr(solution, "__iter__"):
             raise ValueError(f"a maze solution is a list of (row, col) pairs, got {type(solution).__name__}")
         path = []
         for i, item in enumerate(solution):

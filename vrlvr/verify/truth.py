@@ -1,6 +1,8 @@
 """Ground truth of a puzzle for the verifiers: its label grid, the solver's state after every
 action and the actions themselves. Solving can cost (Sokoban BFS), and a GRPO group verifies many
-rollouts of one puzzle, so truths are cached by the puzzle's canonical key."""
+rollouts of one puzzle, so truths are cached by the task name and the puzzle's exact text (not the
+task's canonical_key: FlowFree's ignores letter names, but the label of each colour, and so the
+whole truth, depends on them)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 __all__ = ["Truth", "truth_for", "clear_cache"]
 
 _CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[str, str], Truth] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str], Truth] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -40,9 +42,9 @@ class Truth:
         return len(self.actions)
 
 
-def _key(task, puzzle) -> tuple[str, str] | None:
+def _key(task, puzzle) -> tuple[str, str, str] | None:
     try:
-        return task.name, task.canonical_key(puzzle)
+        return task.name, type(puzzle).__qualname__, puzzle.to_text()
     except (AttributeError, NotImplementedError, ValueError):
         return None
 
