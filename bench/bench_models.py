@@ -46,14 +46,14 @@ def bench_tiny(steps: int, batch: int) -> dict:
     from vrlvr import tasks
     from vrlvr.models.sampling import generate_videos
     from vrlvr.models.tiny import TinyPixelPolicy
-    from vrlvr.train.data import SolutionStream
+    from vrlvr.train.data import SolutionStream, VideoSpec
     from vrlvr.train.sft import flow_matching_loss
 
     torch.manual_seed(0)
     maze = tasks.get("maze")
     policy = TinyPixelPolicy()
     opt = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-3)
-    stream = SolutionStream(maze, [7], set(), seed=0, num_frames=9, cell_px=4)
+    stream = SolutionStream(maze, [7], set(), seed=0, video=VideoSpec(num_frames=9, cell_px=4))
     gen = torch.Generator().manual_seed(0)
 
     def train_step():

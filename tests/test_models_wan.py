@@ -58,6 +58,8 @@ def test_lora_trains_only_adapters_and_roundtrips(wan_folder, tmp_path):
     from vrlvr.train.sft import flow_matching_loss
 
     p = WanPolicy.from_folder(wan_folder, max_sequence_length=24)
+    p.train()
+    assert p.transformer.training and not p.text_encoder.training and not p.vae.training
     x, cond = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 1, 4, 4)
     with torch.no_grad():
         base = p.velocity(x, torch.tensor([0.4]), p.encode_prompts(["a"]), cond)

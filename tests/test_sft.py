@@ -11,7 +11,7 @@ from vrlvr import tasks
 from vrlvr.config import load_config
 from vrlvr.models.tiny import TinyPixelConfig, TinyPixelPolicy
 from vrlvr.train import sft as S
-from vrlvr.train.data import SolutionStream, eval_puzzles
+from vrlvr.train.data import SolutionStream, VideoSpec, eval_puzzles
 from vrlvr.train.sft_config import SFTConfig
 
 TINY = [
@@ -107,7 +107,7 @@ def test_training_stream_rejects_every_heldout_puzzle():
     held, stats = eval_puzzles(maze, [7], 40, 100000)
     keys = {p.key for p in held}
     assert len(keys) == 40  # distinct by construction
-    stream = SolutionStream(maze, [7], keys, seed=0, num_frames=3, cell_px=4)
+    stream = SolutionStream(maze, [7], keys, seed=0, video=VideoSpec(num_frames=3, cell_px=4))
     seen = []
     for _ in range(10):
         _, _, seeds = stream.next_batch(16)
@@ -165,7 +165,7 @@ def test_folder_stream_reads_a_vrlvr_data_folder(tmp_path):
     recs = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
     held = {recs[0]["canonical_key"]}
     maze = tasks.get("maze")
-    stream = FolderStream(out, maze, [7], held, seed=0, num_frames=5, cell_px=4)
+    stream = FolderStream(out, maze, [7], held, seed=0, video=VideoSpec(num_frames=5, cell_px=4))
     videos, prompts, seeds = stream.next_batch(30)  # more than an epoch: cycles
     assert videos.shape == (30, 5, 28, 28, 3) and stream.rejected >= 1
     keys = {r["seed"]: r["canonical_key"] for r in recs}
@@ -174,4 +174,38 @@ def test_folder_stream_reads_a_vrlvr_data_folder(tmp_path):
     p = maze.from_text((out / r["puzzle"]).read_text())
     assert np.array_equal(videos[0], maze.render(p, maze.solve(p), num_frames=5, cell_px=4))
     with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
-        FolderStream(tmp_path, maze, [7], set(), 0, 5, 4)
+        FolderStream(tmp_path, maze, [7], set(), 0, VideoSpec(5))
+
+
+def test_wan_lora_sft_end_to_end(tmp_path):
+    from vrlvr.models.policy import load_policy
+    from vrlvr.models.wan import LORA_WEIGHTS, build_tiny_wan_folder
+
+    folder = build_tiny_wan_folder(tmp_path / "wan")
+    cfg = load_config(
+        SFTConfig,
+        None,
+        [
+            f"out_dir={tmp_path / 'run'}",
+            "model.kind=wan",
+            f"model.path={folder}",
+            "model.lora_rank=4",
+            "model.max_sequence_length=16",
+            "data.cell_px=null",
+            "data.height=32",
+            "data.width=32",
+            "data.num_frames=5",
+            "optim.steps=2",
+            "optim.batch_size=2",
+            "heldout.n=4",
+            "eval.n=2",
+            "sampling.steps=2",
+            "threads=1",
+        ],
+    )
+    result = S.train_sft(cfg, progress=False)
+    final = tmp_path / "run" / "final"
+    assert (final / LORA_WEIGHTS).is_file() and not (final / "transformer").exists()
+    assert result["eval"]["n"] == 2 and 0.0 <= result["eval"]["mean_reward"] <= 1.0
+    policy = load_policy(final)
+    assert policy.lora["rank"] == 4 and policy.base == str(folder.resolve())

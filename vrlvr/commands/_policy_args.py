@@ -45,7 +45,7 @@ def resolve(args: argparse.Namespace) -> dict:
 
     from vrlvr import tasks
     from vrlvr.models.policy import load_policy, resolve_checkpoint
-    from vrlvr.train.data import read_heldout
+    from vrlvr.train.data import VideoSpec, read_heldout
     from vrlvr.train.sft import pick_device
 
     if args.threads > 0:
@@ -67,10 +67,12 @@ def resolve(args: argparse.Namespace) -> dict:
         "task": task,
         "folder": folder,
         "sizes": args.sizes or data.get("sizes"),
-        "num_frames": args.num_frames or data.get("num_frames", 9),
-        "cell_px": cell_px,
-        "height": args.height or (None if cell_px else data.get("height")),
-        "width": args.width or (None if cell_px else data.get("width")),
+        "video": VideoSpec(
+            num_frames=args.num_frames or data.get("num_frames", 9),
+            cell_px=cell_px,
+            height=args.height or (None if cell_px else data.get("height")),
+            width=args.width or (None if cell_px else data.get("width")),
+        ),
         "steps": args.steps or sampling.get("steps", 10),
         "shift": args.shift if args.shift is not None else sampling.get("shift", 1.0),
         "theme": theme,

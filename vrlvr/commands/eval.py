@@ -46,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
         s["policy"],
         task,
         puzzles,
-        s["num_frames"],
-        s["cell_px"],
-        s["height"],
-        s["width"],
+        s["video"],
         s["steps"],
         s["shift"],
         args.batch_size,
@@ -70,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "seeds_drawn": stats["drawn"],
         "seed": args.seed,
         "checkpoint": str(s["folder"]),
-        "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["num_frames"]},
+        "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["video"].num_frames},
         "seconds": round(time.time() - t0, 2),
     }
     text = json.dumps(report, indent=2)

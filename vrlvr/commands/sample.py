@@ -34,7 +34,7 @@ def side_by_side(generated: np.ndarray, truth: np.ndarray, scale: int) -> np.nda
 
 def run(args: argparse.Namespace) -> int:
     from vrlvr.tasks.video_io import write_mp4
-    from vrlvr.train.data import eval_puzzles, render_batch
+    from vrlvr.train.data import eval_puzzles
     from vrlvr.train.evaluate import evaluate
 
     s = resolve(args)
@@ -46,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
         s["policy"],
         task,
         puzzles,
-        s["num_frames"],
-        s["cell_px"],
-        s["height"],
-        s["width"],
+        s["video"],
         s["steps"],
         s["shift"],
         args.batch_size,
@@ -60,16 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with (out / "verdicts.jsonl").open("w") as fh:
         for i, (p, rec) in enumerate(zip(puzzles, records)):
-            truth = render_batch(
-                task,
-                [p.puzzle],
-                [task.solve(p.puzzle)],
-                s["num_frames"],
-                s["cell_px"],
-                s["height"],
-                s["width"],
-                [s["theme"]],
-            )[0]
+            truth = s["video"].render(task, [p.puzzle], [task.solve(p.puzzle)], [s["theme"]])[0]
             gen = rec["video"]
             scale = args.scale or max(1, -(-256 // gen.shape[1]))
             stem = f"{i:03d}_seed{p.seed}_size{p.size}"

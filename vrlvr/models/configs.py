@@ -19,7 +19,10 @@ class TinyPixelConfig:
     concat_first_frame: bool = field(
         default=True, metadata={"help": "also feed the first frame on extra channels to every frame"}
     )
-    max_prompt_bytes: int = field(default=512, metadata={"help": "prompts are truncated to this many bytes"})
+    max_prompt_bytes: int = field(
+        default=128,
+        metadata={"help": "prompts are truncated to this many bytes (the first hold task and size)"},
+    )
 
     def validate(self) -> None:
         for name in ("num_layers", "num_heads", "head_dim", "ffn_dim", "text_dim", "freq_dim", "patch"):

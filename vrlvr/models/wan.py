@@ -78,6 +78,14 @@ class WanPolicy(VideoPolicy):
         self.scale_t = int(getattr(vae.config, "scale_factor_temporal", None) or 4)
         self.scale_s = int(getattr(vae.config, "scale_factor_spatial", None) or 8)
 
+    def train(self, mode: bool = True) -> WanPolicy:
+        """Only the transformer trains: the frozen VAE and text encoder stay in eval mode (UMT5's
+        dropout would otherwise make the cached prompt embeddings random)."""
+        super().train(mode)
+        self.vae.eval()
+        self.text_encoder.eval()
+        return self
+
     # --- loading -------------------------------------------------------------------------
     @classmethod
     def from_folder(

@@ -26,7 +26,7 @@ __all__ = [
     "eval_puzzles",
     "SolutionStream",
     "FolderStream",
-    "render_batch",
+    "VideoSpec",
     "HELDOUT_FILE",
 ]
 
@@ -92,30 +92,36 @@ def read_heldout(folder: str | Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def render_batch(
-    task,
-    puzzles: list,
-    solutions: list,
-    num_frames: int,
-    cell_px: int | None,
-    height: int | None = None,
-    width: int | None = None,
-    themes: list | None = None,
-) -> np.ndarray:
-    """uint8 [B, F, H, W, 3]: each puzzle's solution video (num_frames=1: the puzzle frame only)."""
-    vids = [
-        task.render(
-            p,
-            sol,
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            theme=themes[i] if themes else 0,
-            cell_px=cell_px,
+@dataclass(frozen=True)
+class VideoSpec:
+    """How puzzles become videos: the frame count and the frame geometry, either ``cell_px``
+    (the frame is exactly the grid, cell_px pixels per cell) or ``height`` x ``width`` (the grid
+    fitted into the frame, e.g. Wan's 480 x 832)."""
+
+    num_frames: int
+    cell_px: int | None = 4
+    height: int | None = None
+    width: int | None = None
+
+    def render(
+        self, task, puzzles: list, solutions: list, themes: list | None = None, num_frames: int | None = None
+    ) -> np.ndarray:
+        """uint8 [B, F, H, W, 3]: each puzzle's solution video (num_frames=1: the puzzle frame)."""
+        f = self.num_frames if num_frames is None else num_frames
+        return np.stack(
+            [
+                task.render(
+                    p,
+                    sol,
+                    num_frames=f,
+                    height=self.height,
+                    width=self.width,
+                    theme=themes[i] if themes else 0,
+                    cell_px=self.cell_px,
+                )
+                for i, (p, sol) in enumerate(zip(puzzles, solutions))
+            ]
         )
-        for i, (p, sol) in enumerate(zip(puzzles, solutions))
-    ]
-    return np.stack(vids)
 
 
 class SolutionStream:
@@ -131,15 +137,10 @@ class SolutionStream:
         sizes: list[int],
         heldout: set[str],
         seed: int,
-        num_frames: int,
-        cell_px: int | None,
-        height: int | None = None,
-        width: int | None = None,
+        video: VideoSpec,
         themes: list | None = None,
     ):
-        self.task, self.sizes, self.heldout = task, list(sizes), heldout
-        self.seed, self.num_frames, self.cell_px = seed, num_frames, cell_px
-        self.height, self.width = height, width
+        self.task, self.sizes, self.heldout, self.seed, self.video = task, list(sizes), heldout, seed, video
         self.themes = list(themes or [0])
         self.position = 0
         self.batches = 0
@@ -173,16 +174,7 @@ class SolutionStream:
             puzzles.append(p)
             seeds.append(s)
             themes.append(self.themes[(self.position - 1) % len(self.themes)])
-        videos = render_batch(
-            self.task,
-            puzzles,
-            [self.task.solve(p) for p in puzzles],
-            self.num_frames,
-            self.cell_px,
-            self.height,
-            self.width,
-            themes,
-        )
+        videos = self.video.render(self.task, puzzles, [self.task.solve(p) for p in puzzles], themes)
         return videos, [self.task.prompt(p) for p in puzzles], seeds
 
 
@@ -193,18 +185,9 @@ class FolderStream(SolutionStream):
     visited in a seeded random order, epoch after epoch; each batch takes one size in turn."""
 
     def __init__(
-        self,
-        folder: str | Path,
-        task,
-        sizes: list[int],
-        heldout: set[str],
-        seed: int,
-        num_frames: int,
-        cell_px: int | None,
-        height: int | None = None,
-        width: int | None = None,
+        self, folder: str | Path, task, sizes: list[int], heldout: set[str], seed: int, video: VideoSpec
     ):
-        super().__init__(task, sizes, heldout, seed, num_frames, cell_px, height, width)
+        super().__init__(task, sizes, heldout, seed, video)
         meta = Path(folder) / "metadata.jsonl"
         if not meta.is_file():
             raise FileNotFoundError(f"data.dir {folder} has no metadata.jsonl (make one with `vrlvr data`)")
@@ -237,16 +220,8 @@ class FolderStream(SolutionStream):
             self.task.from_text(r["puzzle_text"]) if "puzzle_text" in r else self._read_puzzle(r)
             for r in picked
         ]
-        videos = render_batch(
-            self.task,
-            puzzles,
-            [r["solution"] for r in picked],
-            self.num_frames,
-            self.cell_px,
-            self.height,
-            self.width,
-            [r.get("theme", 0) for r in picked],
-        )
+        themes = [r.get("theme", 0) for r in picked]
+        videos = self.video.render(self.task, puzzles, [r["solution"] for r in picked], themes)
         return videos, [r["prompt"] for r in picked], [r["seed"] for r in picked]
 
     def _read_puzzle(self, rec: dict):

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vrlvr.models.sampling import generate_videos
-from vrlvr.train.data import EvalPuzzle, render_batch
+from vrlvr.train.data import EvalPuzzle, VideoSpec
 
 __all__ = ["verify_group", "evaluate", "aggregate"]
 
@@ -78,15 +78,12 @@ def evaluate(
     policy,
     task,
     puzzles: list[EvalPuzzle],
-    num_frames: int,
-    cell_px: int | None,
-    height: int | None = None,
-    width: int | None = None,
+    video: VideoSpec,
     num_steps: int = 10,
     shift: float = 1.0,
     batch_size: int = 32,
     seed: int = 0,
-    theme: int = 0,
+    theme: int | str = 0,
     progress: bool = True,
     keep_videos: bool = False,
 ) -> tuple[dict, list]:
@@ -100,14 +97,12 @@ def evaluate(
         for b0 in range(0, len(idx), batch_size):
             chunk = [puzzles[i] for i in idx[b0 : b0 + batch_size]]
             ps = [c.puzzle for c in chunk]
-            first = render_batch(
-                task, ps, [task.solve(p) for p in ps], 1, cell_px, height, width, [theme] * len(ps)
-            )[:, 0]  # [B, H, W, 3]
+            first = video.render(task, ps, [task.solve(p) for p in ps], [theme] * len(ps), num_frames=1)[:, 0]
             videos = generate_videos(
                 policy,
                 first,
                 [task.prompt(p) for p in ps],
-                num_frames,
+                video.num_frames,
                 num_steps,
                 shift,
                 seed=seed + chunk[0].seed,

@@ -36,7 +36,14 @@ from vrlvr.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from vrlvr.train.data import HELDOUT_FILE, FolderStream, SolutionStream, eval_puzzles, write_heldout
+from vrlvr.train.data import (
+    HELDOUT_FILE,
+    FolderStream,
+    SolutionStream,
+    VideoSpec,
+    eval_puzzles,
+    write_heldout,
+)
 from vrlvr.train.evaluate import evaluate
 from vrlvr.train.sft_config import ModelConfig, SFTConfig
 
@@ -141,14 +148,11 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     o = cfg.optim
     opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o.warmup_steps, o.steps, o.decay))
+    video = VideoSpec(d.num_frames, d.cell_px, d.height, d.width)
     if d.dir:
-        stream = FolderStream(
-            d.dir, task, d.sizes, heldout_keys, d.seed, d.num_frames, d.cell_px, d.height, d.width
-        )
+        stream = FolderStream(d.dir, task, d.sizes, heldout_keys, d.seed, video)
     else:
-        stream = SolutionStream(
-            task, d.sizes, heldout_keys, d.seed, d.num_frames, d.cell_px, d.height, d.width, d.themes
-        )
+        stream = SolutionStream(task, d.sizes, heldout_keys, d.seed, video, d.themes)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step = 0
     if ckpt is not None:
@@ -173,10 +177,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
                 policy,
                 task,
                 eval_set,
-                d.num_frames,
-                d.cell_px,
-                d.height,
-                d.width,
+                video,
                 cfg.sampling.steps,
                 cfg.sampling.shift,
                 cfg.eval.batch_size,
