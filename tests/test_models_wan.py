@@ -63,7 +63,7 @@ def test_lora_trains_only_adapters_and_roundtrips(wan_folder, tmp_path):
     x, cond = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 1, 4, 4)
     with torch.no_grad():
         base = p.velocity(x, torch.tensor([0.4]), p.encode_prompts(["a"]), cond)
-    p.add_lora(rank=4)
+    p.add_lora(rank=4, alpha=8)  # alpha != rank: the saved file must carry the scaling
     params = p.trainable_parameters()
     names = {n for n, q in p.named_parameters() if q.requires_grad}
     assert params and all("lora_" in n for n in names)
@@ -90,6 +90,12 @@ def test_lora_trains_only_adapters_and_roundtrips(wan_folder, tmp_path):
     pipe = WanPipeline.from_pretrained(wan_folder, local_files_only=True)
     pipe.load_lora_weights(str(tmp_path / "lora"), weight_name=LORA_WEIGHTS)
     assert any("lora_" in n for n, _ in pipe.transformer.named_parameters())
+    # ... and computes what the trained policy computes (same adapter values and alpha / rank scaling)
+    t, emb = torch.full((1, 2 * 2 * 2), 400.0), torch.randn(1, 24, 32)
+    with torch.no_grad():
+        ours = p.transformer(x, t, emb, return_dict=False)[0]
+        theirs = pipe.transformer(x, t, emb, return_dict=False)[0]
+    assert torch.allclose(ours, theirs, atol=1e-6)
 
 
 def test_full_finetune_save_and_load(wan_folder, tmp_path):

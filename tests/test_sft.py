@@ -71,6 +71,36 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     assert after < 0.7 * before, (before, after)
 
 
+def test_loss_is_rectified_flow_on_generated_frames_only():
+    # an oracle that returns the exact velocity (x_t - x0) / sigma, i.e. noise - x0 when
+    # x_t = (1 - sigma) x0 + sigma noise, and garbage on frame 0: the loss is zero only if the
+    # interpolation, the target and the frame-0 exclusion are all as specified
+    from vrlvr.models.tiny import frames_to_pixels
+
+    maze = tasks.get("maze")
+    ps = [maze.generate(s, 7) for s in range(3)]
+    videos = np.stack([maze.render(p, maze.solve(p), num_frames=5, cell_px=4) for p in ps])
+    x0 = frames_to_pixels(videos)
+    seen = {}
+
+    class Oracle:
+        def encode(self, v):
+            return frames_to_pixels(v)
+
+        def encode_prompts(self, prompts):
+            return torch.zeros(len(prompts), 1, 1)
+
+        def velocity(self, xt, sigma, emb, cond):
+            seen["cond"] = cond
+            v = (xt - x0) / sigma.view(-1, 1, 1, 1, 1)
+            v[:, :, 0] = 1e3
+            return v
+
+    loss = S.flow_matching_loss(Oracle(), videos, ["p"] * 3, torch.Generator().manual_seed(0), shift=3.0)
+    assert float(loss) < 1e-8
+    assert torch.equal(seen["cond"], x0[:, :, :1])  # the condition is the clean first frame
+
+
 def test_resume_after_kill_repeats_the_same_losses(tmp_path, monkeypatch):
     full = small_cfg(tmp_path / "full")
     S.train_sft(full, progress=False)
@@ -209,3 +239,40 @@ def test_wan_lora_sft_end_to_end(tmp_path):
     assert result["eval"]["n"] == 2 and 0.0 <= result["eval"]["mean_reward"] <= 1.0
     policy = load_policy(final)
     assert policy.lora["rank"] == 4 and policy.base == str(folder.resolve())
+
+
+def test_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path, monkeypatch):
+    from vrlvr.train import checkpoint as C
+
+    policy = TinyPixelPolicy(TinyPixelConfig(num_layers=1, num_heads=1, head_dim=8, ffn_dim=8, text_dim=8))
+    gen = torch.Generator().manual_seed(0)
+    state = {"optimizer": {}, "scheduler": {}, "data": {"position": 3}, "rng": C.rng_state(gen)}
+    C.save_checkpoint(tmp_path, 1, policy, state, {}, None)
+
+    def killed(*a, **k):  # the process dies while writing step 2's train state
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        C.save_checkpoint(tmp_path, 2, policy, state, {}, None)
+    monkeypatch.undo()
+    root = tmp_path / "checkpoints"
+    assert not (root / "step_0000002").exists()  # only a hidden temporary folder, never a partial step
+    assert C.latest_checkpoint(tmp_path) == root / "step_0000001"
+    assert C.load_train_state(C.latest_checkpoint(tmp_path))["data"] == {"position": 3}
+    C.save_checkpoint(tmp_path, 2, policy, state, {}, None, keep=1)  # the next save cleans up
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002"]
+    (root / "latest").unlink()  # a lost pointer falls back to the newest complete checkpoint
+    assert C.latest_checkpoint(tmp_path) == root / "step_0000002"
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        C.save_checkpoint(tmp_path, 3, policy, state, {}, None, keep=0)
+
+
+def test_starting_from_a_checkpoint_keeps_its_heldout_set(tmp_path):
+    # maze-tiny trained on every 7x7 maze outside its 48 held-out ones: a run starting from it must not
+    # hold out (and later score) puzzles it trained on
+    cfg = small_cfg(tmp_path / "run", "model.path=maze-tiny", "heldout.n=60", "optim.steps=1")
+    with pytest.raises(ValueError, match="may have been trained on"):
+        S.train_sft(cfg, progress=False)
+    same = small_cfg(tmp_path / "ok", "model.path=maze-tiny", "heldout.n=48", "optim.steps=1", "eval.n=2")
+    assert S.train_sft(same, progress=False)["step"] == 1  # its own held-out settings are fine

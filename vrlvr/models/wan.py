@@ -218,7 +218,13 @@ class WanPolicy(VideoPolicy):
             **(extra or {}),
         }
         if self.lora:
-            WanPipeline.save_lora_weights(path, transformer_lora_layers=self.lora_state_dict())
+            # the adapter metadata (rank, alpha, targets) makes load_lora_weights scale it as trained;
+            # without it diffusers assumes alpha = rank
+            WanPipeline.save_lora_weights(
+                path,
+                transformer_lora_layers=self.lora_state_dict(),
+                transformer_lora_adapter_metadata=self.transformer.peft_config["default"].to_dict(),
+            )
         else:
             self.transformer.save_pretrained(path / "transformer")
         (path / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -236,7 +242,7 @@ class WanPolicy(VideoPolicy):
             from diffusers import WanPipeline
             from peft.utils import set_peft_model_state_dict
 
-            state = WanPipeline.lora_state_dict(str(path))
+            state = WanPipeline.lora_state_dict(str(path), weight_name=LORA_WEIGHTS, local_files_only=True)
             state = state[0] if isinstance(state, tuple) else state
             state = {k.removeprefix("transformer."): v for k, v in state.items()}
             res = set_peft_model_state_dict(policy.transformer, state)

@@ -29,6 +29,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "atomic_write_text",
+    "replace_dir",
 ]
 
 STATE_FILE = "train_state.pt"
@@ -56,6 +57,19 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
 
 
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move the complete folder tmp to final, replacing an existing final by renames only (the old
+    one is renamed aside first and deleted afterwards), so final is never seen half-written."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -65,18 +79,19 @@ def save_checkpoint(
     heldout_file: Path | None,
     keep: int = 2,
 ) -> Path:
+    if keep < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
+    for stale in root.glob(".tmp-*"):  # left by a run killed mid-write (one writer per run folder)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     policy.save(tmp, extra=policy_extra)
     if heldout_file is not None and heldout_file.is_file():
         shutil.copy2(heldout_file, tmp / heldout_file.name)
     torch.save({"step": step, **train_state}, tmp / STATE_FILE)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     atomic_write_text(root / "latest", final.name + "\n")
     done = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in done[: max(0, len(done) - keep)]:
@@ -85,11 +100,15 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    folder = pointer.parent / pointer.read_text().strip()
-    return folder if (folder / STATE_FILE).is_file() else None
+    """The checkpoint ``latest`` names; if that is missing or incomplete, the newest complete one."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_file():
+        folder = root / pointer.read_text().strip()
+        if (folder / STATE_FILE).is_file():
+            return folder
+    done = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+    return done[-1] if done else None
 
 
 def load_train_state(folder: Path) -> dict:

@@ -28,6 +28,9 @@ __all__ = [
     "FolderStream",
     "VideoSpec",
     "HELDOUT_FILE",
+    "read_heldout",
+    "seen_by",
+    "write_heldout",
 ]
 
 HELDOUT_FILE = "heldout.json"
@@ -90,6 +93,15 @@ def write_heldout(
 def read_heldout(folder: str | Path) -> dict | None:
     p = Path(folder) / HELDOUT_FILE
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def seen_by(prior: dict | None, task_name: str, puzzles: list[EvalPuzzle]) -> list[EvalPuzzle]:
+    """The puzzles a checkpoint with held-out record ``prior`` (its heldout.json) may have trained on:
+    same task, a size it trained on, and not in its held-out keys."""
+    if not prior or prior.get("task") != task_name:
+        return []
+    sizes, keys = set(prior.get("sizes", [])), set(prior.get("keys", []))
+    return [p for p in puzzles if p.size in sizes and p.key not in keys]
 
 
 @dataclass(frozen=True)

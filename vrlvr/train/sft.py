@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -26,12 +28,13 @@ import yaml
 from tqdm.auto import tqdm
 
 from vrlvr.models.conditioning import generated_frames
-from vrlvr.models.policy import VideoPolicy, load_policy
+from vrlvr.models.policy import VideoPolicy, load_policy, resolve_checkpoint
 from vrlvr.models.schedule import sample_train_sigmas
 from vrlvr.train.checkpoint import (
     atomic_write_text,
     latest_checkpoint,
     load_train_state,
+    replace_dir,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -42,6 +45,8 @@ from vrlvr.train.data import (
     SolutionStream,
     VideoSpec,
     eval_puzzles,
+    read_heldout,
+    seen_by,
     write_heldout,
 )
 from vrlvr.train.evaluate import evaluate
@@ -133,6 +138,17 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     # held-out puzzles: never trained on; their prefix is the periodic evaluation set
     heldout, _ = eval_puzzles(task, d.sizes, cfg.heldout.n, cfg.heldout.seed)
     heldout_keys = {p.key for p in heldout}
+    if cfg.model.kind == "tiny-pixel" and cfg.model.path:
+        # starting from a checkpoint: its run trained on every puzzle of its sizes outside its own
+        # held-out set, so ours must lie inside that set or evaluation would score trained-on puzzles
+        init = resolve_checkpoint(cfg.model.path)
+        bad = seen_by(read_heldout(init), task.name, heldout)
+        if bad:
+            raise ValueError(
+                f"{len(bad)} of the {len(heldout)} held-out puzzles may have been trained on by "
+                f"model.path={cfg.model.path} (not in its {init / HELDOUT_FILE}); use its held-out "
+                "settings (heldout.seed, heldout.n) or other sizes"
+            )
     write_heldout(run / HELDOUT_FILE, task.name, d.sizes, cfg.heldout.n, cfg.heldout.seed, heldout_keys)
     eval_set = eval_puzzles(task, d.sizes, cfg.eval.n, cfg.heldout.seed)[0]
 
@@ -248,6 +264,10 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
             break
     bar.close()
     last_eval = run_eval()
-    policy.save(run / "final", extra={**policy_extra, "step": step})
-    (run / "final" / HELDOUT_FILE).write_bytes((run / HELDOUT_FILE).read_bytes())
+    # final/ is written aside and renamed into place: a kill never leaves a half-written final/
+    tmp_final = run / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp_final, ignore_errors=True)
+    policy.save(tmp_final, extra={**policy_extra, "step": step})
+    (tmp_final / HELDOUT_FILE).write_bytes((run / HELDOUT_FILE).read_bytes())
+    replace_dir(tmp_final, run / "final")
     return {"step": step, "eval": last_eval, "minutes": (time.time() - t_start) / 60}

@@ -132,6 +132,8 @@ class SFTConfig:
             )
         if self.optim.steps < 1 or self.optim.batch_size < 1:
             raise ValueError("optim.steps and optim.batch_size must be >= 1")
+        if self.keep_checkpoints < 1 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("keep_checkpoints, checkpoint_every and log_every must be >= 1")
         if self.eval.n > self.heldout.n:
             raise ValueError(f"eval.n ({self.eval.n}) must be <= heldout.n ({self.heldout.n})")
         if self.model.kind == "wan" and not self.model.path:
