@@ -11,6 +11,13 @@ Two measurements, printed as one JSON object:
   measured wall time (true on this machine at its current load), and from the CPU seconds spent
   by the run and its child processes (ffmpeg included) divided over 2 idle cores.
 
+Physical limit: at 480x832 the floor is the H.264 encoder, not vrlvr. x264's fastest preset
+(ultrafast, one thread) spends ~0.22 s of CPU per 81-frame 480x832 video on this machine
+(ffmpeg alone, raw frames piped in; rendering the same video takes ~0.03 s), so 10,000 videos
+cost >= 1,100 s on 2 idle cores before anything else runs: the 15-minute target is out of reach
+at that resolution with H.264 and met at 4 px cells (the CPU demo's videos). The "stages" MP4
+rates above are that floor as measured in this run.
+
     python bench/bench_tasks.py [--n 10] [--e2e-n 40] [--workers 2] [--json out.json]
 """
 

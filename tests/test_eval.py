@@ -80,7 +80,7 @@ def test_eval_writes_the_promised_json(checkpoint, tmp_path):
 
 
 def test_eval_only_scores_heldout_puzzles(checkpoint, tmp_path, capsys):
-    # the checkpoint held out 12 puzzles from seed 100000: another seed range yields only those
+    # the checkpoint held out 12 puzzles from seed 100000: asking for 20 yields only those 12
     out = tmp_path / "e.json"
     rc = main(
         [

@@ -20,8 +20,20 @@ def policy(wan_folder):
     return WanPolicy.from_folder(wan_folder, max_sequence_length=24)
 
 
-def test_folder_loads_offline_as_a_checkpoint(wan_folder, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails (HF_HUB_OFFLINE is read at import time, so setting it
+    here would prove nothing)."""
+    import socket
+
+    def refuse(*a, **k):
+        raise AssertionError("network access at run time")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_folder_loads_offline_as_a_checkpoint(wan_folder, no_network):
     p = load_policy(wan_folder)  # a bare diffusers folder is a valid --checkpoint
     assert isinstance(p, WanPolicy) and p.latent_shape(9, 32, 32) == (4, 3, 4, 4)
     with pytest.raises(ValueError, match="4k \\+ 1"):
@@ -54,7 +66,7 @@ def test_prompt_embeddings_cached_and_padded(policy):
     assert torch.all(e[0, 4:] == 0) and torch.any(e[0, 3] != 0)  # 3 bytes + </s>, then zeros
 
 
-def test_lora_trains_only_adapters_and_roundtrips(wan_folder, tmp_path):
+def test_lora_trains_only_adapters_and_roundtrips(wan_folder, tmp_path, no_network):
     from vrlvr.train.sft import flow_matching_loss
 
     p = WanPolicy.from_folder(wan_folder, max_sequence_length=24)

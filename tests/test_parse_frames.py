@@ -259,3 +259,15 @@ def test_no_input_crashes_the_process(shape, batch, dtype, grid, bbox, patch, k,
         return
     assert labels.shape == dist.shape == frames.shape[:-3] + (grid[0], grid[1])
     assert labels.min() >= -1 and labels.max() < k
+
+
+def test_numpy_scalar_max_dist_and_fractional_grid_shape():
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    for backend in ("native", "numpy"):
+        labels, _ = parse_frames(frames, (2, 2), palette, max_dist=np.float32(10.0), backend=backend)
+        assert (labels == 0).all()
+        with pytest.raises(ValueError, match="grid_shape must be two positive ints"):
+            parse_frames(frames, (2.5, 2), palette, backend=backend)
+        with pytest.raises(ValueError, match="grid_shape must be two positive ints"):
+            parse_frames(frames, (2,), palette, backend=backend)

@@ -248,6 +248,9 @@ class WanPolicy(VideoPolicy):
             res = set_peft_model_state_dict(policy.transformer, state)
             if getattr(res, "unexpected_keys", None):
                 raise ValueError(f"{path}: LoRA weights do not fit the base model: {res.unexpected_keys[:5]}")
+            missing = [k for k in getattr(res, "missing_keys", None) or [] if "lora_" in k]
+            if missing:
+                raise ValueError(f"{path}: LoRA weights miss {len(missing)} adapter tensors: {missing[:5]}")
         else:
             from diffusers import WanTransformer3DModel
 

@@ -252,10 +252,15 @@ def build_dataset(spec: DatasetSpec) -> dict:
                 fh.write(json.dumps(line) + "\n")
                 bar.update(1)
         os.replace(meta_path + ".tmp", meta_path)
-    finally:
+    except BaseException:
+        # an error or Ctrl-C: stop the workers now instead of letting them finish queued videos
         if pool is not None:
-            pool.close()
+            pool.terminate()
             pool.join()
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
     summary = {
         "task": task.name,
         "split": spec.split,

@@ -47,6 +47,7 @@ def rng_state(generator: torch.Generator) -> dict:
         "numpy": np.random.get_state(),  # noqa: NPY002 (global state, saved for resume)
         "python": random.getstate(),
         "generator": generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
@@ -55,6 +56,8 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
     np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
     generator.set_state(state["generator"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -31,6 +31,7 @@ readable reference and test oracle; identical labels, distances equal within 1e-
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -55,11 +56,17 @@ def patch_bounds(
     it when the pixel's centre (y + 0.5) lies in the band. A band too thin to hold a pixel centre
     still reads the one pixel under the cell centre, so every patch has at least one pixel.
     """
-    R, C = (int(v) for v in grid_shape)
+    try:
+        R, C = grid_shape
+        if int(R) != R or int(C) != C:  # 7.5 rows is a caller's bug, not something to truncate
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError(f"grid_shape must be two positive ints (R, C), got {grid_shape!r}") from None
+    R, C = int(R), int(C)
     H, W = (int(v) for v in frame_hw)
     if R < 1 or C < 1:
         raise ValueError(f"grid_shape must be two positive ints (R, C), got {tuple(grid_shape)}")
-    if not (isinstance(patch, (int, float)) and 0.0 < float(patch) <= 1.0):
+    if not (isinstance(patch, numbers.Real) and 0.0 < float(patch) <= 1.0):
         raise ValueError(f"patch must be a fraction in (0, 1], got {patch!r}")
     if bbox is None:
         bbox = (0.0, 0.0, float(H), float(W))
@@ -190,7 +197,10 @@ def parse_frames(
     """
     arr = as_frames_array(frames)
     pal = _check_palette(palette, arr)
-    if max_dist is not None and not (isinstance(max_dist, (int, float)) and max_dist >= 0):
+    # numbers.Real admits numpy scalars (np.float32 from a config or a computed threshold)
+    if max_dist is not None and not (
+        isinstance(max_dist, numbers.Real) and not isinstance(max_dist, bool) and max_dist >= 0
+    ):
         raise ValueError(f"max_dist must be a non-negative number or None, got {max_dist!r}")
     hw = (arr[0] if isinstance(arr, list) else arr).shape[-3:-1]
     y0, y1, x0, x1 = patch_bounds(grid_shape, hw, bbox, patch)
