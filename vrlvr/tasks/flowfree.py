@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vrlvr.tasks.base import Task, Verdict
-from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, parse_char_grid
+from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, TextGridPuzzle, parse_char_grid
 
 __all__ = [
     "FlowFreePuzzle",
@@ -47,17 +47,8 @@ LETTERS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
-class FlowFreePuzzle:
+class FlowFreePuzzle(TextGridPuzzle):
     """Letter-grid rows: each letter twice (its endpoints), ``.`` empty."""
-
-    rows: tuple[str, ...]
-
-    def to_text(self) -> str:
-        return "\n".join(self.rows) + "\n"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.rows), len(self.rows[0])
 
     @cached_property
     def letters(self) -> tuple[str, ...]:

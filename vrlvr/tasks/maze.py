@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vrlvr.tasks.base import Task, Verdict
-from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, parse_char_grid
+from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, TextGridPuzzle, parse_char_grid
 
 __all__ = ["MazePuzzle", "MazeSolution", "MazeTask", "MIN_SIZE", "MAX_SIZE", "ALGORITHMS"]
 
@@ -32,17 +32,8 @@ OPEN, WALL, START, GOAL, PATH = range(5)
 
 
 @dataclass(frozen=True)
-class MazePuzzle:
+class MazePuzzle(TextGridPuzzle):
     """A maze as its wall-grid rows (``#``, `` ``, ``S``, ``G``); exactly one S and one G."""
-
-    rows: tuple[str, ...]
-
-    def to_text(self) -> str:
-        return "\n".join(self.rows) + "\n"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.rows), len(self.rows[0])
 
     @cached_property
     def walls(self) -> np.ndarray:

@@ -5,10 +5,26 @@ Errors name the 1-based line and column of the offending character, so a user ca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = ["parse_char_grid", "GRID_NEIGHBOURS"]
 
 #: 4-neighbour offsets in U, D, L, R order (the Sokoban move order too)
 GRID_NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+@dataclass(frozen=True)
+class TextGridPuzzle:
+    """A puzzle stored as its text rows, one string per grid row (all of one length)."""
+
+    rows: tuple[str, ...]
+
+    def to_text(self) -> str:
+        return "\n".join(self.rows) + "\n"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), len(self.rows[0])
 
 
 def parse_char_grid(text: str, allowed: str | None, what: str, pad: str | None = None) -> list[str]:
