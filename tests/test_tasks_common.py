@@ -195,3 +195,16 @@ def test_many_generated_puzzles_are_valid(name):
             assert solved is not None and task.check_solution(parsed, solved).success
             states = task.frame_states(puzzle, solution, num_frames=81)
             assert states.shape[0] == 81 and states.min() >= 0 and states.max() < len(task.label_names)
+
+
+def test_incomplete_user_task_fails_at_construction_naming_what_is_missing():
+    from vrlvr.tasks.base import Task
+
+    class HalfTask(Task):
+        name = "half"
+
+        def generate(self, seed, size, **difficulty):
+            return None
+
+    with pytest.raises(TypeError, match="abstract method.*solve"):
+        HalfTask()

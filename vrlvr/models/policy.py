@@ -18,6 +18,7 @@ into its input space:
 
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 
@@ -39,7 +40,7 @@ SHIPPED_RECIPES = {
 POLICY_FILE = "policy.json"
 
 
-class VideoPolicy(nn.Module):
+class VideoPolicy(nn.Module, abc.ABC):
     """Base class: subclasses set ``kind`` and ``transformer`` and implement the codecs."""
 
     kind: str = ""
@@ -58,24 +59,30 @@ class VideoPolicy(nn.Module):
         return next(self.transformer.parameters()).dtype
 
     # --- codecs (subclasses) -------------------------------------------------------------
+    @abc.abstractmethod
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, f, h, w) of the latents of a num_frames x height x width video."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def encode_condition(self, first_frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def save(self, path: str | Path) -> None:
-        raise NotImplementedError
+        ...
 
     # --- the model call ------------------------------------------------------------------
     def transformer_input(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ one definition of the geometry.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ class Verdict:
         }
 
 
-class Task:
+class Task(abc.ABC):
     """Base class of a puzzle task. Subclasses set ``name`` and ``label_names`` and implement the
     puzzle methods plus ``action_states``, ``solution_actions``, ``grid_shape`` and ``_base_palette``;
     ``frame_states``, ``palette``, ``layout``, ``render`` and ``canonical_key`` then work as defined
@@ -220,11 +221,13 @@ class Task:
     default_sizes: ClassVar[tuple[int, ...]] = ()
 
     # --- puzzles -------------------------------------------------------------------------
+    @abc.abstractmethod
     def generate(self, seed: int, size: int, **difficulty: Any):
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def solve(self, puzzle):
-        raise NotImplementedError
+        ...
 
     def generate_with_solution(self, seed: int, size: int, **difficulty: Any):
         """(puzzle, ground-truth solution): generate, then solve (a task whose generator builds a
@@ -235,23 +238,28 @@ class Task:
             raise RuntimeError(f"{self.name}: generated puzzle (seed {seed}, size {size}) has no solution")
         return puzzle, solution
 
+    @abc.abstractmethod
     def from_text(self, text: str):
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def check_solution(self, puzzle, solution) -> Verdict:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def prompt(self, puzzle) -> str:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def solution_actions(self, puzzle, solution=None) -> list:
         """The solution as its discrete actions, one per frame transition before frame-policy
         resampling (solution None: solve it)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def plain_solution(self, solution) -> Any:
         """The solution in its plain JSON-able form (the form check_solution also accepts)."""
-        raise NotImplementedError
+        ...
 
     def canonical_key(self, puzzle) -> str:
         """Hex sha256 of the task name and the puzzle's normalised text: equal for equal puzzles
@@ -264,23 +272,26 @@ class Task:
         return hashlib.sha256((self.name + "\n" + "\n".join(lines)).encode()).hexdigest()
 
     # --- rendering -----------------------------------------------------------------------
+    @abc.abstractmethod
     def grid_shape(self, puzzle) -> tuple[int, int]:
         """(R, C) of the rendered label grid."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def action_states(self, puzzle, solution=None) -> np.ndarray:
         """int8 [A + 1, R, C]: the label grid after 0, 1, ..., A actions (solution None: solve it).
         The verifier's ground truth for every intermediate state."""
-        raise NotImplementedError
+        ...
 
     def frame_states(self, puzzle, solution=None, num_frames: int = 81) -> np.ndarray:
         """int8 [F, R, C] label grids following the frame policy (action_frame_indices)."""
         states = self.action_states(puzzle, solution)
         return np.ascontiguousarray(states[action_frame_indices(len(states) - 1, num_frames)])
 
+    @abc.abstractmethod
     def _base_palette(self, puzzle=None) -> np.ndarray:
         """uint8 [K, 3]: the palette of the "classic" theme."""
-        raise NotImplementedError
+        ...
 
     def palette(self, theme: int | str = 0, puzzle=None) -> np.ndarray:
         """uint8 [K, 3], K = len(label_names): the base palette under the theme (see themes.py)."""
