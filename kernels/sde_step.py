@@ -1,7 +1,9 @@
 """Triton kernels of the fused SDE step, its log-prob (forward and backward) and the KL.
 
-Tensors are contiguous [B, N] views; per-sample coefficients come as float32 [B] vectors (cx, cv,
-s, k: see csrc/include/vrlvr/sde_math.h for the math, which these kernels repeat line for line).
+Tensors are contiguous [B, N] views; per-sample coefficients are read, as the C++ kernels read
+them, from the float64 [B, COEF_COUNT] table of vrlvr.ops.sde_args (cx, cv, s) and a float64 [B]
+factor k, rounded to fp32 in the kernel (see csrc/include/vrlvr/sde_math.h for the math, which
+these kernels repeat line for line).
 The grid is 1-D, B * cdiv(N, BLOCK) programs: a program owns BLOCK elements of one sample (one
 integer division per program, none per element). Reductions write one fp32 partial per program
 (a tree sum inside the block), and the partials are added per sample in float64 by torch:
@@ -19,12 +21,20 @@ import torch
 import triton
 import triton.language as tl
 
+from vrlvr.ops.sde_args import COEF_COUNT, COEF_CV, COEF_CX, COEF_S
+
 from . import interpreter_mode
 
 __all__ = ["block_size", "sde_step", "sde_logprob", "sde_logprob_grad", "sde_kl", "sde_kl_grad"]
 
 _GPU_BLOCK = 2048  # 8 warps x 32 lanes x 8 elements: enough bytes in flight per SM
 _INTERPRETER_BLOCK = 1 << 16
+
+# columns of the float64 [B, COEF_COUNT] coefficient table (vrlvr.ops.sde_args)
+_COEF_COUNT = tl.constexpr(COEF_COUNT)
+_CX = tl.constexpr(COEF_CX)
+_CV = tl.constexpr(COEF_CV)
+_S = tl.constexpr(COEF_S)
 
 
 def block_size(n: int) -> int:
@@ -34,11 +44,6 @@ def block_size(n: int) -> int:
 
 def _num_warps(block: int) -> int:
     return 8 if block >= 2048 else 4
-
-
-@triton.jit
-def _mean(cx, cv, x, v):
-    return cx * x + cv * v
 
 
 @triton.jit
@@ -73,15 +78,43 @@ def _to_storage(f, dtype: tl.constexpr):
 
 
 @triton.jit
+def _block(N, n_blocks, BLOCK: tl.constexpr):
+    """This program's id, its sample b, and the flat indices (and mask) of its block of that sample."""
+    pid = tl.program_id(0)
+    b = pid // n_blocks
+    offs = (pid - b * n_blocks) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    return pid, b, b.to(tl.int64) * N + offs, mask
+
+
+@triton.jit
+def _load(ptr, idx, mask):
+    return _to_f32(tl.load(ptr + idx, mask=mask, other=0.0))
+
+
+@triton.jit
+def _coef(coef_ptr, b, col: tl.constexpr):
+    """Column `col` of sample b's row of the float64 coefficient table, as fp32 (as the C++ kernels
+    read it)."""
+    return tl.load(coef_ptr + b.to(tl.int64) * _COEF_COUNT + col).to(tl.float32)
+
+
+@triton.jit
+def _block_mean(x_ptr, v_ptr, coef_ptr, b, idx, mask):
+    """Mean of the step's Gaussian over one block: cx * x + cv * v in fp32."""
+    x = _load(x_ptr, idx, mask)
+    v = _load(v_ptr, idx, mask)
+    return _coef(coef_ptr, b, _CX) * x + _coef(coef_ptr, b, _CV) * v
+
+
+@triton.jit
 def _step_kernel(
     x_ptr,
     v_ptr,
     noise_ptr,
     xn_ptr,
     mean_ptr,
-    cx_ptr,
-    cv_ptr,
-    s_ptr,
+    coef_ptr,
     part_ptr,
     N,
     n_blocks,
@@ -89,23 +122,13 @@ def _step_kernel(
     WRITE_MEAN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    b = pid // n_blocks
-    blk = pid - b * n_blocks
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    idx = b.to(tl.int64) * N + offs
-    cx = tl.load(cx_ptr + b)
-    cv = tl.load(cv_ptr + b)
-    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
-    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
-    m = _mean(cx, cv, x, v)
+    pid, b, idx, mask = _block(N, n_blocks, BLOCK)
+    m = _block_mean(x_ptr, v_ptr, coef_ptr, b, idx, mask)
     if WRITE_MEAN:
         tl.store(mean_ptr + idx, m, mask=mask)
     if STOCHASTIC:
-        s = tl.load(s_ptr + b)
-        n = _to_f32(tl.load(noise_ptr + idx, mask=mask, other=0.0))
-        stored = _to_storage(m + s * n, xn_ptr.dtype.element_ty)
+        s = _coef(coef_ptr, b, _S)
+        stored = _to_storage(m + s * _load(noise_ptr, idx, mask), xn_ptr.dtype.element_ty)
         tl.store(xn_ptr + idx, stored, mask=mask)
         # residual of the value actually stored (x's dtype), as the re-scoring kernel sees it
         r = tl.where(mask, _to_f32(stored) - m, 0.0)
@@ -115,68 +138,40 @@ def _step_kernel(
 
 
 @triton.jit
-def _logprob_kernel(x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    b = pid // n_blocks
-    blk = pid - b * n_blocks
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    idx = b.to(tl.int64) * N + offs
-    cx = tl.load(cx_ptr + b)
-    cv = tl.load(cv_ptr + b)
-    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
-    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
-    xn = _to_f32(tl.load(xn_ptr + idx, mask=mask, other=0.0))
-    r = tl.where(mask, xn - _mean(cx, cv, x, v), 0.0)
+def _residual(x_ptr, v_ptr, xn_ptr, coef_ptr, b, idx, mask):
+    """x_next - mean for one block."""
+    m = _block_mean(x_ptr, v_ptr, coef_ptr, b, idx, mask)
+    return _load(xn_ptr, idx, mask) - m
+
+
+@triton.jit
+def _logprob_kernel(x_ptr, v_ptr, xn_ptr, coef_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
+    pid, b, idx, mask = _block(N, n_blocks, BLOCK)
+    r = tl.where(mask, _residual(x_ptr, v_ptr, xn_ptr, coef_ptr, b, idx, mask), 0.0)
     tl.store(part_ptr + pid, tl.sum(r * r, axis=0))
 
 
 @triton.jit
-def _logprob_grad_kernel(
-    x_ptr, v_ptr, xn_ptr, cx_ptr, cv_ptr, k_ptr, gv_ptr, N, n_blocks, BLOCK: tl.constexpr
-):
-    pid = tl.program_id(0)
-    b = pid // n_blocks
-    blk = pid - b * n_blocks
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    idx = b.to(tl.int64) * N + offs
-    cx = tl.load(cx_ptr + b)
-    cv = tl.load(cv_ptr + b)
-    k = tl.load(k_ptr + b)
-    x = _to_f32(tl.load(x_ptr + idx, mask=mask, other=0.0))
-    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
-    xn = _to_f32(tl.load(xn_ptr + idx, mask=mask, other=0.0))
-    g = k * (xn - _mean(cx, cv, x, v))
+def _logprob_grad_kernel(x_ptr, v_ptr, xn_ptr, coef_ptr, k_ptr, gv_ptr, N, n_blocks, BLOCK: tl.constexpr):
+    _, b, idx, mask = _block(N, n_blocks, BLOCK)
+    k = tl.load(k_ptr + b).to(tl.float32)
+    g = k * _residual(x_ptr, v_ptr, xn_ptr, coef_ptr, b, idx, mask)
     tl.store(gv_ptr + idx, _to_storage(g, gv_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _kl_kernel(v_ptr, r_ptr, part_ptr, N, n_blocks, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    b = pid // n_blocks
-    blk = pid - b * n_blocks
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    idx = b.to(tl.int64) * N + offs
-    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
-    vr = _to_f32(tl.load(r_ptr + idx, mask=mask, other=0.0))
-    d = v - vr
+    pid, _, idx, mask = _block(N, n_blocks, BLOCK)
+    d = _load(v_ptr, idx, mask) - _load(r_ptr, idx, mask)
     tl.store(part_ptr + pid, tl.sum(d * d, axis=0))
 
 
 @triton.jit
 def _kl_grad_kernel(v_ptr, r_ptr, k_ptr, gv_ptr, N, n_blocks, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    b = pid // n_blocks
-    blk = pid - b * n_blocks
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    idx = b.to(tl.int64) * N + offs
-    k = tl.load(k_ptr + b)
-    v = _to_f32(tl.load(v_ptr + idx, mask=mask, other=0.0))
-    vr = _to_f32(tl.load(r_ptr + idx, mask=mask, other=0.0))
-    tl.store(gv_ptr + idx, _to_storage(k * (v - vr), gv_ptr.dtype.element_ty), mask=mask)
+    _, b, idx, mask = _block(N, n_blocks, BLOCK)
+    k = tl.load(k_ptr + b).to(tl.float32)
+    d = _load(v_ptr, idx, mask) - _load(r_ptr, idx, mask)
+    tl.store(gv_ptr + idx, _to_storage(k * d, gv_ptr.dtype.element_ty), mask=mask)
 
 
 _MAX_PROGRAMS = 2**31 - 1  # CUDA's limit on grid axis 0 (axes 1 and 2 stop at 65535)
@@ -202,23 +197,21 @@ def _sum_partials(part: torch.Tensor) -> torch.Tensor:
     return part.sum(dim=1, dtype=torch.float64)
 
 
-def sde_step(x, v, noise, cx, cv, s, *, stochastic: bool, write_mean: bool):
-    """x, v, noise [B, N] contiguous; cx, cv, s float32 [B] ->
+def sde_step(x, v, noise, coef, *, stochastic: bool, write_mean: bool):
+    """x, v, noise [B, N] contiguous; coef float64 [B, COEF_COUNT] ->
     x_next [B, N] (x's dtype), mean fp32 [B, N] or None, sum of squared residuals float64 [B] or None."""
     B, N = x.shape
     block, n_blocks, grid = _grid(B, N)
     x_next = torch.empty_like(x)
     mean = torch.empty(x.shape, dtype=torch.float32, device=x.device) if write_mean else x_next
-    part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device) if stochastic else cx
+    part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device) if stochastic else coef
     _step_kernel[grid](
         x,
         v,
         noise if stochastic else x,
         x_next,
         mean,
-        cx,
-        cv,
-        s,
+        coef,
         part,
         N,
         n_blocks,
@@ -230,22 +223,23 @@ def sde_step(x, v, noise, cx, cv, s, *, stochastic: bool, write_mean: bool):
     return x_next, (mean if write_mean else None), (_sum_partials(part) if stochastic else None)
 
 
-def sde_logprob(x, v, x_next, cx, cv):
-    """[B, N] contiguous, cx/cv float32 [B] -> sum over each sample of (x_next - mean)^2, float64 [B]."""
+def sde_logprob(x, v, x_next, coef):
+    """[B, N] contiguous, coef float64 [B, COEF_COUNT] -> sum over each sample of (x_next - mean)^2,
+    float64 [B]."""
     B, N = x.shape
     block, n_blocks, grid = _grid(B, N)
     part = torch.empty((B, n_blocks), dtype=torch.float32, device=x.device)
-    _logprob_kernel[grid](x, v, x_next, cx, cv, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
+    _logprob_kernel[grid](x, v, x_next, coef, part, N, n_blocks, BLOCK=block, num_warps=_num_warps(block))
     return _sum_partials(part)
 
 
-def sde_logprob_grad(x, v, x_next, cx, cv, k):
-    """grad_v [B, N] (v's dtype) = k[b] * (x_next - mean); k float32 [B]."""
+def sde_logprob_grad(x, v, x_next, coef, k):
+    """grad_v [B, N] (v's dtype) = k[b] * (x_next - mean); k float64 [B]."""
     B, N = x.shape
     block, n_blocks, grid = _grid(B, N)
     grad_v = torch.empty_like(v)
     _logprob_grad_kernel[grid](
-        x, v, x_next, cx, cv, k, grad_v, N, n_blocks, BLOCK=block, num_warps=_num_warps(block)
+        x, v, x_next, coef, k, grad_v, N, n_blocks, BLOCK=block, num_warps=_num_warps(block)
     )
     return grad_v
 
@@ -260,7 +254,7 @@ def sde_kl(v, v_ref):
 
 
 def sde_kl_grad(v, v_ref, k):
-    """grad_v [B, N] (v's dtype) = k[b] * (v - v_ref); k float32 [B]."""
+    """grad_v [B, N] (v's dtype) = k[b] * (v - v_ref); k float64 [B]."""
     B, N = v.shape
     block, n_blocks, grid = _grid(B, N)
     grad_v = torch.empty_like(v)

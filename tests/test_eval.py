@@ -38,26 +38,15 @@ def checkpoint(tmp_path_factory):
     return out / "final"
 
 
+def run_eval(checkpoint, out, *extra):
+    """`vrlvr eval` on the checkpoint from seed 100000, the report written to out."""
+    args = ["--checkpoint", str(checkpoint), "--seed", "100000", "--json", str(out), "--no-progress"]
+    return main(["eval", *args, "--threads", "1", *extra])
+
+
 def test_eval_writes_the_promised_json(checkpoint, tmp_path):
     out = tmp_path / "eval.json"
-    rc = main(
-        [
-            "eval",
-            "--task",
-            "maze",
-            "--checkpoint",
-            str(checkpoint),
-            "--n",
-            "6",
-            "--seed",
-            "100000",
-            "--json",
-            str(out),
-            "--no-progress",
-            "--threads",
-            "1",
-        ]
-    )
+    rc = run_eval(checkpoint, out, "--task", "maze", "--n", "6")
     assert rc == 0
     r = json.loads(out.read_text())
     for key in (
@@ -82,24 +71,7 @@ def test_eval_writes_the_promised_json(checkpoint, tmp_path):
 def test_eval_only_scores_heldout_puzzles(checkpoint, tmp_path, capsys):
     # the checkpoint held out 12 puzzles from seed 100000: asking for 20 yields only those 12
     out = tmp_path / "e.json"
-    rc = main(
-        [
-            "eval",
-            "--checkpoint",
-            str(checkpoint),
-            "--n",
-            "20",
-            "--seed",
-            "100000",
-            "--json",
-            str(out),
-            "--no-progress",
-            "--threads",
-            "1",
-            "--steps",
-            "1",
-        ]
-    )
+    rc = run_eval(checkpoint, out, "--n", "20", "--steps", "1")
     assert rc == 0
     assert json.loads(out.read_text())["n"] == 12
     assert "12 distinct held-out puzzles available of 20" in capsys.readouterr().err
@@ -138,3 +110,24 @@ def test_eval_errors_are_clear(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", "sokoban-tinyy", "--task", "sokoban"]) == 2
     assert "shipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["maze", "flowfree", "sokoban"])
+@pytest.mark.parametrize("geometry", [{"cell_px": 4}, {"cell_px": None, "height": 48, "width": 80}])
+def test_first_frames_equal_the_rendered_frame0_without_solving(name, geometry, monkeypatch):
+    import numpy as np
+
+    from vrlvr import tasks
+    from vrlvr.train.data import VideoSpec
+
+    task = tasks.get(name)
+    ps = [task.generate(s, 7 if name != "flowfree" else 5) for s in range(3)]
+    spec = VideoSpec(num_frames=5, **geometry)
+    want = spec.render(task, ps, [task.solve(p) for p in ps], [0, 1, 2])[:, 0]
+
+    def no_solving(puzzle):
+        raise AssertionError("first_frames solved a puzzle")
+
+    monkeypatch.setattr(task, "solve", no_solving)
+    got = spec.first_frames(task, ps, [0, 1, 2])
+    assert got.shape == want.shape and np.array_equal(got, want)

@@ -276,3 +276,14 @@ def test_starting_from_a_checkpoint_keeps_its_heldout_set(tmp_path):
         S.train_sft(cfg, progress=False)
     same = small_cfg(tmp_path / "ok", "model.path=maze-tiny", "heldout.n=48", "optim.steps=1", "eval.n=2")
     assert S.train_sft(same, progress=False)["step"] == 1  # its own held-out settings are fine
+
+
+def test_a_smaller_eval_set_is_a_per_size_prefix_of_the_heldout_set():
+    # train_sft takes its periodic eval set as each size's prefix of the held-out set, not a new draw
+    from vrlvr.train.data import size_quotas
+
+    maze = tasks.get("maze")
+    held, _ = eval_puzzles(maze, [7, 9], 21, 100000)
+    small, _ = eval_puzzles(maze, [7, 9], 7, 100000)
+    prefix = [p for s, k in size_quotas([7, 9], 7).items() for p in [q for q in held if q.size == s][:k]]
+    assert [p.key for p in small] == [p.key for p in prefix] and len(small) == 7

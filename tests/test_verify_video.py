@@ -112,6 +112,24 @@ def test_verify_batch_matches_single_verdicts_with_one_parse_per_geometry(monkey
     assert calls == [1] * n_themes + [3] and all(b.success for b in batch)
 
 
+def test_verify_batch_parses_each_puzzle_text_once(monkeypatch):
+    """A GRPO group passes each puzzle's text G times: it is parsed once, and verdicts match."""
+    maze = tasks.get("maze")
+    puzzles = [maze.generate(seed=s, size=7) for s in range(2)]
+    texts = [puzzles[0].to_text()] * 3 + [puzzles[1].to_text()] * 2
+    videos = [maze.render(maze.from_text(t), num_frames=9, cell_px=CELL_PX) for t in texts]
+    parsed = []
+    real = type(maze).from_text
+
+    def counting(self, text):
+        parsed.append(text)
+        return real(self, text)
+
+    monkeypatch.setattr(type(maze), "from_text", counting)
+    batch = verify.verify_batch(maze, texts, videos, themes=0)
+    assert sorted(parsed) == sorted(set(texts)) and all(b.success for b in batch)
+
+
 def test_verify_batch_bad_input():
     maze = tasks.get("maze")
     p = maze.generate(seed=0, size=7)

@@ -81,15 +81,8 @@ void kl_backward(std::uintptr_t v, std::uintptr_t v_ref, std::uintptr_t k, std::
 }
 
 py::dict coef_layout() {
-  namespace sde = vrlvr::sde;
   py::dict d;
-  d["cx"] = static_cast<int>(sde::kCoefCx);
-  d["cv"] = static_cast<int>(sde::kCoefCv);
-  d["s"] = static_cast<int>(sde::kCoefS);
-  d["logp_scale"] = static_cast<int>(sde::kCoefLogpScale);
-  d["logp_const"] = static_cast<int>(sde::kCoefLogpConst);
-  d["kl_scale"] = static_cast<int>(sde::kCoefKlScale);
-  d["count"] = static_cast<int>(sde::kCoefCount);
+  for (const vrlvr::sde::CoefName& c : vrlvr::sde::kCoefLayout) d[c.name] = c.value;
   return d;
 }
 

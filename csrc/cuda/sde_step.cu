@@ -252,7 +252,28 @@ std::string check(const SdeLaunch& a, const char* what, std::initializer_list<Na
   return "";
 }
 
-std::string finish(const char* what) { return error_of(cudaGetLastError(), what); }
+// Checks `a`, makes its device current and calls launch(), which enqueues the kernels and returns
+// false for an unknown dtype code; "" or the error of the check, the device switch or the launch.
+template <typename Launch>
+std::string run(const SdeLaunch& a, const char* what, std::initializer_list<NamedPtr> required,
+                Launch&& launch) {
+  const std::string err = check(a, what, required);
+  if (!err.empty()) return err;
+  DeviceGuard guard(a.device);
+  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
+  if (!launch()) return std::string(what) + ": unknown dtype code";
+  return error_of(cudaGetLastError(), what);
+}
+
+// f(TX{}, TV{}) for the dtype codes of x and v; false for an unknown code.
+template <typename F>
+bool with_dtypes(const SdeLaunch& a, F&& f) {
+  bool ok_v = true;
+  const bool ok_x = with_dtype(a.dtype_x, [&](auto tx) {
+    ok_v = with_dtype(a.dtype_v, [&](auto tv) { f(tx, tv); });
+  });
+  return ok_x && ok_v;
+}
 
 void launch_finalize(const SdeLaunch& a, int scale_col, int const_col) {
   const int threads = 128;
@@ -272,103 +293,78 @@ std::int64_t sde_workspace_doubles(std::int64_t batch, std::int64_t numel) {
 
 std::string sde_step_launch(const SdeLaunch& a, bool stochastic) {
   const char* what = "sde_step";
-  std::string err = check(a, what, {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef}});
-  if (err.empty() && stochastic)
-    err = check(a, what, {{"noise", a.noise}, {"logp", a.out}, {"workspace", a.workspace}});
-  if (!err.empty()) return err;
-  DeviceGuard guard(a.device);
-  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
-  bool ok_v = true;
-  const bool ok_x = with_dtype(a.dtype_x, [&](auto tx) {
-    ok_v = with_dtype(a.dtype_v, [&](auto tv) {
+  if (stochastic) {  // the "ode" step reads no noise and writes no logp
+    const std::string err = check(a, what, {{"noise", a.noise}, {"logp", a.out}, {"workspace", a.workspace}});
+    if (!err.empty()) return err;
+  }
+  return run(a, what, {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef}}, [&] {
+    const bool ok = with_dtypes(a, [&](auto tx, auto tv) {
       using TX = decltype(tx);
       using TV = decltype(tv);
       step_kernel<TX, TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
           in<TX>(a.x), in<TV>(a.v), in<TX>(a.noise), out<TX>(a.x_next), out<float>(a.mean),
           in<double>(a.coef), a.batch, a.numel, stochastic, out<double>(a.workspace));
     });
+    if (ok && stochastic) launch_finalize(a, sde::kCoefLogpScale, sde::kCoefLogpConst);
+    return ok;
   });
-  if (!ok_x || !ok_v) return std::string(what) + ": unknown dtype code";
-  if (stochastic) launch_finalize(a, sde::kCoefLogpScale, sde::kCoefLogpConst);
-  return finish(what);
 }
 
 std::string sde_logprob_launch(const SdeLaunch& a) {
-  const char* what = "sde_logprob";
-  std::string err = check(a, what,
-                          {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef},
-                           {"logp", a.out}, {"workspace", a.workspace}});
-  if (!err.empty()) return err;
-  DeviceGuard guard(a.device);
-  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
-  bool ok_v = true;
-  const bool ok_x = with_dtype(a.dtype_x, [&](auto tx) {
-    ok_v = with_dtype(a.dtype_v, [&](auto tv) {
-      using TX = decltype(tx);
-      using TV = decltype(tv);
-      logprob_kernel<TX, TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
-          in<TX>(a.x), in<TV>(a.v), in<TX>(a.x_next), in<double>(a.coef), a.batch, a.numel,
-          out<double>(a.workspace));
-    });
-  });
-  if (!ok_x || !ok_v) return std::string(what) + ": unknown dtype code";
-  launch_finalize(a, sde::kCoefLogpScale, sde::kCoefLogpConst);
-  return finish(what);
+  return run(a, "sde_logprob",
+             {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef}, {"logp", a.out},
+              {"workspace", a.workspace}},
+             [&] {
+               const bool ok = with_dtypes(a, [&](auto tx, auto tv) {
+                 using TX = decltype(tx);
+                 using TV = decltype(tv);
+                 logprob_kernel<TX, TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
+                     in<TX>(a.x), in<TV>(a.v), in<TX>(a.x_next), in<double>(a.coef), a.batch, a.numel,
+                     out<double>(a.workspace));
+               });
+               if (ok) launch_finalize(a, sde::kCoefLogpScale, sde::kCoefLogpConst);
+               return ok;
+             });
 }
 
 std::string sde_logprob_backward_launch(const SdeLaunch& a) {
-  const char* what = "sde_logprob_backward";
-  std::string err = check(a, what,
-                          {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef},
-                           {"k", a.k}, {"grad_v", a.grad_v}});
-  if (!err.empty()) return err;
-  DeviceGuard guard(a.device);
-  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
-  bool ok_v = true;
-  const bool ok_x = with_dtype(a.dtype_x, [&](auto tx) {
-    ok_v = with_dtype(a.dtype_v, [&](auto tv) {
-      using TX = decltype(tx);
-      using TV = decltype(tv);
-      logprob_backward_kernel<TX, TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
-          in<TX>(a.x), in<TV>(a.v), in<TX>(a.x_next), in<double>(a.coef), in<double>(a.k),
-          out<TV>(a.grad_v), a.batch, a.numel);
-    });
-  });
-  if (!ok_x || !ok_v) return std::string(what) + ": unknown dtype code";
-  return finish(what);
+  return run(a, "sde_logprob_backward",
+             {{"x", a.x}, {"v", a.v}, {"x_next", a.x_next}, {"coef", a.coef}, {"k", a.k},
+              {"grad_v", a.grad_v}},
+             [&] {
+               return with_dtypes(a, [&](auto tx, auto tv) {
+                 using TX = decltype(tx);
+                 using TV = decltype(tv);
+                 logprob_backward_kernel<TX, TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
+                     in<TX>(a.x), in<TV>(a.v), in<TX>(a.x_next), in<double>(a.coef), in<double>(a.k),
+                     out<TV>(a.grad_v), a.batch, a.numel);
+               });
+             });
 }
 
 std::string sde_kl_launch(const SdeLaunch& a) {
-  const char* what = "sde_kl";
-  std::string err = check(a, what,
-                          {{"v", a.v}, {"v_ref", a.v_ref}, {"coef", a.coef}, {"kl", a.out},
-                           {"workspace", a.workspace}});
-  if (!err.empty()) return err;
-  DeviceGuard guard(a.device);
-  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
-  bool ok = with_dtype(a.dtype_v, [&](auto tv) {
-    using TV = decltype(tv);
-    kl_kernel<TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(in<TV>(a.v), in<TV>(a.v_ref), a.batch,
-                                                             a.numel, out<double>(a.workspace));
-  });
-  if (!ok) return std::string(what) + ": unknown dtype code";
-  launch_finalize(a, sde::kCoefKlScale, -1);
-  return finish(what);
+  return run(a, "sde_kl",
+             {{"v", a.v}, {"v_ref", a.v_ref}, {"coef", a.coef}, {"kl", a.out}, {"workspace", a.workspace}},
+             [&] {
+               const bool ok = with_dtype(a.dtype_v, [&](auto tv) {
+                 using TV = decltype(tv);
+                 kl_kernel<TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
+                     in<TV>(a.v), in<TV>(a.v_ref), a.batch, a.numel, out<double>(a.workspace));
+               });
+               if (ok) launch_finalize(a, sde::kCoefKlScale, -1);
+               return ok;
+             });
 }
 
 std::string sde_kl_backward_launch(const SdeLaunch& a) {
-  const char* what = "sde_kl_backward";
-  std::string err = check(a, what, {{"v", a.v}, {"v_ref", a.v_ref}, {"k", a.k}, {"grad_v", a.grad_v}});
-  if (!err.empty()) return err;
-  DeviceGuard guard(a.device);
-  if (guard.status() != cudaSuccess) return error_of(guard.status(), what);
-  bool ok = with_dtype(a.dtype_v, [&](auto tv) {
-    using TV = decltype(tv);
-    kl_backward_kernel<TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
-        in<TV>(a.v), in<TV>(a.v_ref), in<double>(a.k), out<TV>(a.grad_v), a.batch, a.numel);
-  });
-  if (!ok) return std::string(what) + ": unknown dtype code";
-  return finish(what);
+  return run(a, "sde_kl_backward", {{"v", a.v}, {"v_ref", a.v_ref}, {"k", a.k}, {"grad_v", a.grad_v}},
+             [&] {
+               return with_dtype(a.dtype_v, [&](auto tv) {
+                 using TV = decltype(tv);
+                 kl_backward_kernel<TV><<<grid_of(a), kThreads, 0, stream_of(a)>>>(
+                     in<TV>(a.v), in<TV>(a.v_ref), in<double>(a.k), out<TV>(a.grad_v), a.batch, a.numel);
+               });
+             });
 }
 
 }  // namespace cuda

@@ -56,6 +56,17 @@ void with_dtype(int code, const char* what, F&& f) {
   }
 }
 
+// f(TX{}, TV{}) for the dtype codes of x and v, with the GIL released (f touches no Python object).
+template <typename F>
+void with_dtypes(int dtype_x, int dtype_v, F&& f) {
+  with_dtype(dtype_x, "x", [&](auto tx) {
+    with_dtype(dtype_v, "v", [&](auto tv) {
+      py::gil_scoped_release release;
+      f(tx, tv);
+    });
+  });
+}
+
 struct Coefs {
   float cx, cv, s;
 };
@@ -184,18 +195,15 @@ void sde_step_forward(uintptr_t x, uintptr_t v, uintptr_t noise, uintptr_t x_nex
   check_sizes("sde_step_forward", B, N);
   check_ptrs("sde_step_forward", {{"x", x}, {"v", v}, {"x_next", x_next}, {"coef", coef}});
   if (stochastic) check_ptrs("sde_step_forward", {{"noise", noise}, {"logp", logp}});
-  with_dtype(dtype_x, "x", [&](auto tx) {
-    with_dtype(dtype_v, "v", [&](auto tv) {
-      using TX = decltype(tx);
-      using TV = decltype(tv);
-      py::gil_scoped_release release;
-      const double* c = in_ptr<double>(coef);
-      std::vector<double> sums(static_cast<size_t>(stochastic ? B : 0));
-      step_all<TX, TV>(in_ptr<TX>(x), in_ptr<TV>(v), in_ptr<TX>(noise), out_ptr<TX>(x_next),
-                       out_ptr<float>(mean), c, B, N, stochastic, sums.data());
-      if (stochastic)
-        finalize(c, sums.data(), out_ptr<float>(logp), B, N, sde::kCoefLogpScale, sde::kCoefLogpConst);
-    });
+  with_dtypes(dtype_x, dtype_v, [&](auto tx, auto tv) {
+    using TX = decltype(tx);
+    using TV = decltype(tv);
+    const double* c = in_ptr<double>(coef);
+    std::vector<double> sums(static_cast<size_t>(stochastic ? B : 0));
+    step_all<TX, TV>(in_ptr<TX>(x), in_ptr<TV>(v), in_ptr<TX>(noise), out_ptr<TX>(x_next),
+                     out_ptr<float>(mean), c, B, N, stochastic, sums.data());
+    if (stochastic)
+      finalize(c, sums.data(), out_ptr<float>(logp), B, N, sde::kCoefLogpScale, sde::kCoefLogpConst);
   });
 }
 
@@ -205,22 +213,19 @@ void sde_logprob_forward(uintptr_t x, uintptr_t v, uintptr_t x_next, uintptr_t c
   check_sizes("sde_logprob_forward", B, N);
   check_ptrs("sde_logprob_forward",
              {{"x", x}, {"v", v}, {"x_next", x_next}, {"coef", coef}, {"logp", logp}});
-  with_dtype(dtype_x, "x", [&](auto tx) {
-    with_dtype(dtype_v, "v", [&](auto tv) {
-      using TX = decltype(tx);
-      using TV = decltype(tv);
-      py::gil_scoped_release release;
-      const TX* xp = in_ptr<TX>(x);
-      const TV* vp = in_ptr<TV>(v);
-      const TX* xn = in_ptr<TX>(x_next);
-      const double* c = in_ptr<double>(coef);
-      std::vector<double> sums(static_cast<size_t>(B));
-      const auto fn = pick(&generic::logprob_range<TX, TV>, &avx2::logprob_range<TX, TV>);
-      for_chunks(B, N, sums.data(), [=](int64_t b, int64_t begin, int64_t end) {
-        return fn(xp, vp, xn, row(c, b), begin, end);
-      });
-      finalize(c, sums.data(), out_ptr<float>(logp), B, N, sde::kCoefLogpScale, sde::kCoefLogpConst);
+  with_dtypes(dtype_x, dtype_v, [&](auto tx, auto tv) {
+    using TX = decltype(tx);
+    using TV = decltype(tv);
+    const TX* xp = in_ptr<TX>(x);
+    const TV* vp = in_ptr<TV>(v);
+    const TX* xn = in_ptr<TX>(x_next);
+    const double* c = in_ptr<double>(coef);
+    std::vector<double> sums(static_cast<size_t>(B));
+    const auto fn = pick(&generic::logprob_range<TX, TV>, &avx2::logprob_range<TX, TV>);
+    for_chunks(B, N, sums.data(), [=](int64_t b, int64_t begin, int64_t end) {
+      return fn(xp, vp, xn, row(c, b), begin, end);
     });
+    finalize(c, sums.data(), out_ptr<float>(logp), B, N, sde::kCoefLogpScale, sde::kCoefLogpConst);
   });
 }
 
@@ -230,22 +235,19 @@ void sde_logprob_backward(uintptr_t x, uintptr_t v, uintptr_t x_next, uintptr_t 
   check_sizes("sde_logprob_backward", B, N);
   check_ptrs("sde_logprob_backward",
              {{"x", x}, {"v", v}, {"x_next", x_next}, {"coef", coef}, {"k", k}, {"grad_v", grad_v}});
-  with_dtype(dtype_x, "x", [&](auto tx) {
-    with_dtype(dtype_v, "v", [&](auto tv) {
-      using TX = decltype(tx);
-      using TV = decltype(tv);
-      py::gil_scoped_release release;
-      const TX* xp = in_ptr<TX>(x);
-      const TV* vp = in_ptr<TV>(v);
-      const TX* xn = in_ptr<TX>(x_next);
-      TV* gv = out_ptr<TV>(grad_v);
-      const double* c = in_ptr<double>(coef);
-      const double* kp = in_ptr<double>(k);
-      const auto fn = pick(&generic::logprob_grad_range<TX, TV>, &avx2::logprob_grad_range<TX, TV>);
-      for_chunks(B, N, nullptr, [=](int64_t b, int64_t begin, int64_t end) {
-        fn(xp, vp, xn, gv, row(c, b), static_cast<float>(kp[b]), begin, end);
-        return 0.0;
-      });
+  with_dtypes(dtype_x, dtype_v, [&](auto tx, auto tv) {
+    using TX = decltype(tx);
+    using TV = decltype(tv);
+    const TX* xp = in_ptr<TX>(x);
+    const TV* vp = in_ptr<TV>(v);
+    const TX* xn = in_ptr<TX>(x_next);
+    TV* gv = out_ptr<TV>(grad_v);
+    const double* c = in_ptr<double>(coef);
+    const double* kp = in_ptr<double>(k);
+    const auto fn = pick(&generic::logprob_grad_range<TX, TV>, &avx2::logprob_grad_range<TX, TV>);
+    for_chunks(B, N, nullptr, [=](int64_t b, int64_t begin, int64_t end) {
+      fn(xp, vp, xn, gv, row(c, b), static_cast<float>(kp[b]), begin, end);
+      return 0.0;
     });
   });
 }
@@ -291,13 +293,7 @@ void sde_kl_backward(uintptr_t v, uintptr_t v_ref, uintptr_t k, uintptr_t grad_v
 
 py::dict coef_layout() {
   py::dict d;
-  d["cx"] = static_cast<int>(sde::kCoefCx);
-  d["cv"] = static_cast<int>(sde::kCoefCv);
-  d["s"] = static_cast<int>(sde::kCoefS);
-  d["logp_scale"] = static_cast<int>(sde::kCoefLogpScale);
-  d["logp_const"] = static_cast<int>(sde::kCoefLogpConst);
-  d["kl_scale"] = static_cast<int>(sde::kCoefKlScale);
-  d["count"] = static_cast<int>(sde::kCoefCount);
+  for (const sde::CoefName& c : sde::kCoefLayout) d[c.name] = c.value;
   return d;
 }
 

@@ -83,3 +83,23 @@ def resolve(args: argparse.Namespace) -> dict:
     s["allowed"] = set(heldout["keys"]) if heldout else None
     s["policy"] = load_policy(folder, device=pick_device(args.device)).eval()
     return s
+
+
+def evaluate_resolved(s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False):
+    """``vrlvr.train.evaluate.evaluate`` with the settings ``resolve`` gave and the command line's
+    batch size, seed and progress flag -> (metrics, records)."""
+    from vrlvr.train.evaluate import evaluate
+
+    return evaluate(
+        s["policy"],
+        s["task"],
+        puzzles,
+        s["video"],
+        s["steps"],
+        s["shift"],
+        args.batch_size,
+        seed=args.seed,
+        theme=s["theme"],
+        progress=not args.no_progress,
+        keep_videos=keep_videos,
+    )

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from vrlvr.commands._policy_args import add_policy_arguments, resolve
+from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vrlvr.train.data import eval_puzzles
-    from vrlvr.train.evaluate import evaluate
 
     t0 = time.time()
     s = resolve(args)
@@ -42,18 +41,7 @@ def run(args: argparse.Namespace) -> int:
             f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",
             file=sys.stderr,
         )
-    metrics, _ = evaluate(
-        s["policy"],
-        task,
-        puzzles,
-        s["video"],
-        s["steps"],
-        s["shift"],
-        args.batch_size,
-        seed=args.seed,
-        theme=s["theme"],
-        progress=not args.no_progress,
-    )
+    metrics, _ = evaluate_resolved(s, args, puzzles)
     report = {
         "task": task.name,
         "n": metrics["n"],

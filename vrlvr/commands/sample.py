@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vrlvr.commands._policy_args import add_policy_arguments, resolve
+from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,26 +35,13 @@ def side_by_side(generated: np.ndarray, truth: np.ndarray, scale: int) -> np.nda
 def run(args: argparse.Namespace) -> int:
     from vrlvr.tasks.video_io import write_mp4
     from vrlvr.train.data import eval_puzzles
-    from vrlvr.train.evaluate import evaluate
 
     s = resolve(args)
     task = s["task"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     puzzles, _ = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"])
-    metrics, records = evaluate(
-        s["policy"],
-        task,
-        puzzles,
-        s["video"],
-        s["steps"],
-        s["shift"],
-        args.batch_size,
-        seed=args.seed,
-        theme=s["theme"],
-        progress=not args.no_progress,
-        keep_videos=True,
-    )
+    metrics, records = evaluate_resolved(s, args, puzzles, keep_videos=True)
     with (out / "verdicts.jsonl").open("w") as fh:
         for i, (p, rec) in enumerate(zip(puzzles, records)):
             truth = s["video"].render(task, [p.puzzle], [task.solve(p.puzzle)], [s["theme"]])[0]

@@ -60,12 +60,11 @@ class ByteTextEncoder(nn.Module):
     def forward(self, prompts: list[str]) -> torch.Tensor:
         ids = [list(p.encode("utf-8"))[: self.max_bytes] or [0] for p in prompts]
         L = max(len(i) for i in ids)
+        # built on the CPU, moved once (not one small copy per prompt)
+        tok = torch.tensor([seq + [0] * (L - len(seq)) for seq in ids], dtype=torch.long)  # [B, L]
+        mask = torch.tensor([[1.0] * len(seq) + [0.0] * (L - len(seq)) for seq in ids])[..., None]
         dev = self.pos.device
-        tok = torch.zeros(len(ids), L, dtype=torch.long, device=dev)
-        mask = torch.zeros(len(ids), L, 1, device=dev)
-        for b, seq in enumerate(ids):
-            tok[b, : len(seq)] = torch.tensor(seq, device=dev)
-            mask[b, : len(seq)] = 1
+        tok, mask = tok.to(dev), mask.to(dev)
         return self.norm(self.byte(tok) + self.pos[:L]) * mask  # [B, L, text_dim]
 
 
@@ -104,10 +103,6 @@ class TinyPixelPolicy(VideoPolicy):
 
     def encode(self, frames) -> torch.Tensor:
         return frames_to_pixels(frames, self.device)  # [B, 3, F, H, W]
-
-    def encode_condition(self, first_frames) -> torch.Tensor:
-        f = np.asarray(first_frames) if not isinstance(first_frames, torch.Tensor) else first_frames
-        return frames_to_pixels(f[:, None], self.device)  # [B, 3, 1, H, W]
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         return pixels_to_frames(latents)

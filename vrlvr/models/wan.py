@@ -170,10 +170,6 @@ class WanPolicy(VideoPolicy):
         z = self.vae.encode(x).latent_dist.mode()  # [B, z, f, h, w]
         return ((z - self.latents_mean) / self.latents_std).float()
 
-    def encode_condition(self, first_frames) -> torch.Tensor:
-        f = np.asarray(first_frames) if not isinstance(first_frames, torch.Tensor) else first_frames
-        return self.encode(f[:, None])  # [B, z, 1, h, w]
-
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         from vrlvr.models.tiny import pixels_to_frames

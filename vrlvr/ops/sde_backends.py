@@ -14,7 +14,7 @@ import functools
 
 import torch
 
-from vrlvr.ops.sde_args import COEF_CV, COEF_CX, COEF_KL_SCALE, COEF_LOGP_CONST, COEF_LOGP_SCALE, COEF_S
+from vrlvr.ops.sde_args import COEF_KL_SCALE, COEF_LOGP_CONST, COEF_LOGP_SCALE
 
 __all__ = ["DTYPE_CODES", "get"]
 
@@ -24,6 +24,11 @@ DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 def _fp32_out(batch: int, device: torch.device) -> torch.Tensor:
     return torch.empty(batch, dtype=torch.float32, device=device)
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    """The address the native modules take; 0 (buffer not used) for None."""
+    return 0 if t is None else t.data_ptr()
 
 
 class NativeBackend:
@@ -44,11 +49,11 @@ class NativeBackend:
         self._m.sde_step_forward(
             x.data_ptr(),
             v.data_ptr(),
-            noise.data_ptr() if stochastic else 0,
+            _ptr(noise),
             x_next.data_ptr(),
-            mean.data_ptr() if write_mean else 0,
+            _ptr(mean),
             coef.data_ptr(),
-            logp.data_ptr() if stochastic else 0,
+            _ptr(logp),
             DTYPE_CODES[x.dtype],
             DTYPE_CODES[v.dtype],
             B,
@@ -108,8 +113,9 @@ class NativeBackend:
 
 
 class TritonBackend:
-    """vrlvr.kernels.sde_step: per-element math and per-block partial sums in Triton; the float64
-    per-sample sums and the coefficients are applied here with torch ([B]-sized ops)."""
+    """vrlvr.kernels.sde_step: per-element math and per-block partial sums in Triton (reading the
+    float64 coefficient table and k directly); the float64 per-sample sums and the logp / kl
+    coefficients are applied here with torch ([B]-sized ops)."""
 
     name = "triton"
 
@@ -119,42 +125,25 @@ class TritonBackend:
         self._k = kernels
 
     @staticmethod
-    def _col(coef, col):
-        return coef[:, col].to(torch.float32).contiguous()
-
-    @staticmethod
     def _logp(coef, sums, N):
         return (coef[:, COEF_LOGP_CONST] + coef[:, COEF_LOGP_SCALE] * (sums / N)).to(torch.float32)
 
     def step(self, x, v, noise, coef, *, stochastic: bool, write_mean: bool):
-        N = x.shape[1]
-        x_next, mean, sums = self._k.sde_step(
-            x,
-            v,
-            noise if stochastic else None,
-            self._col(coef, COEF_CX),
-            self._col(coef, COEF_CV),
-            self._col(coef, COEF_S),
-            stochastic=stochastic,
-            write_mean=write_mean,
-        )
-        return x_next, (self._logp(coef, sums, N) if stochastic else None), mean
+        x_next, mean, sums = self._k.sde_step(x, v, noise, coef, stochastic=stochastic, write_mean=write_mean)
+        return x_next, (self._logp(coef, sums, x.shape[1]) if stochastic else None), mean
 
     def logprob(self, x, v, x_next, coef):
-        sums = self._k.sde_logprob(x, v, x_next, self._col(coef, COEF_CX), self._col(coef, COEF_CV))
-        return self._logp(coef, sums, x.shape[1])
+        return self._logp(coef, self._k.sde_logprob(x, v, x_next, coef), x.shape[1])
 
     def logprob_grad(self, x, v, x_next, coef, k):
-        return self._k.sde_logprob_grad(
-            x, v, x_next, self._col(coef, COEF_CX), self._col(coef, COEF_CV), k.to(torch.float32).contiguous()
-        )
+        return self._k.sde_logprob_grad(x, v, x_next, coef, k)
 
     def kl(self, v, v_ref, coef):
         sums = self._k.sde_kl(v, v_ref)
         return (coef[:, COEF_KL_SCALE] * (sums / v.shape[1])).to(torch.float32)
 
     def kl_grad(self, v, v_ref, k):
-        return self._k.sde_kl_grad(v, v_ref, k.to(torch.float32).contiguous())
+        return self._k.sde_kl_grad(v, v_ref, k)
 
 
 class CudaBackend:
@@ -184,12 +173,12 @@ class CudaBackend:
         self._m.sde_step(
             x.data_ptr(),
             v.data_ptr(),
-            noise.data_ptr() if stochastic else 0,
+            _ptr(noise),
             x_next.data_ptr(),
-            mean.data_ptr() if write_mean else 0,
+            _ptr(mean),
             coef.data_ptr(),
-            logp.data_ptr() if stochastic else 0,
-            workspace.data_ptr() if stochastic else 0,
+            _ptr(logp),
+            _ptr(workspace),
             DTYPE_CODES[x.dtype],
             DTYPE_CODES[v.dtype],
             B,

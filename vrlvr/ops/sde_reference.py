@@ -22,17 +22,26 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def _broadcast(value, like: torch.Tensor) -> torch.Tensor:
-    """float or [B] tensor -> [B, 1, ..., 1] in like's dtype, via float32 (schedulers store float32)."""
+    """float or [B] tensor -> [B, 1, ..., 1] float64, via float32 (schedulers store float32)."""
     B = like.shape[0]
-    t = torch.as_tensor(value, dtype=torch.float32, device=like.device).detach().to(like.dtype)
+    t = torch.as_tensor(value, dtype=torch.float32, device=like.device).detach().to(torch.float64)
     return t.expand(B).reshape(B, *([1] * (like.ndim - 1)))
 
 
 def step_mean_std(x, v, sigma, sigma_next, *, eta, mode, sigma_max=None):
-    """mean [B, ...] and step std s [B, 1, ..., 1] of x' given x and v, in x's compute dtype."""
+    """mean [B, ...] and step std s [B, 1, ..., 1] of x' given x and v, in x's compute dtype.
+
+    The per-sample scalars (std, the coefficients of x and v, s) are computed in float64 and rounded
+    once where they meet the tensors, as the native kernels do: "cps" takes sqrt(sigma'^2 - std^2),
+    which cancels catastrophically in float32 when eta is near 1.
+    """
     sigma = _broadcast(sigma, x)
     sigma_next = _broadcast(sigma_next, x)
     dt = sigma_next - sigma
+
+    def c(t: torch.Tensor) -> torch.Tensor:  # float64 scalar -> x's compute dtype
+        return t.to(x.dtype)
+
     if mode in ("sde", "dance"):
         if mode == "sde":
             # Flow-GRPO: sigma == 1 would divide by zero; it uses sigmas[1] (sigma_max) there
@@ -41,26 +50,25 @@ def step_mean_std(x, v, sigma, sigma_next, *, eta, mode, sigma_max=None):
         else:
             # DanceGRPO: constant diffusion coefficient g = eta
             std_dev_t = torch.full_like(sigma, eta)
-        mean = (
-            x * (1 + std_dev_t**2 / (2 * sigma) * dt)
-            + v * (1 + std_dev_t**2 * (1 - sigma) / (2 * sigma)) * dt
+        mean = x * c(1 + std_dev_t**2 / (2 * sigma) * dt) + v * c(
+            (1 + std_dev_t**2 * (1 - sigma) / (2 * sigma)) * dt
         )
         s = std_dev_t * torch.sqrt(-dt)
     elif mode == "cps":
         # coefficients-preserving sampling (Flow-GRPO "cps")
         std_dev_t = sigma_next * math.sin(eta * math.pi / 2)
-        pred_original_sample = x - sigma * v  # predicted x_0
-        noise_estimate = x + v * (1 - sigma)  # predicted x_1
-        mean = pred_original_sample * (1 - sigma_next) + noise_estimate * torch.sqrt(
-            torch.clamp(sigma_next**2 - std_dev_t**2, min=0)
+        pred_original_sample = x - c(sigma) * v  # predicted x_0
+        noise_estimate = x + v * c(1 - sigma)  # predicted x_1
+        mean = pred_original_sample * c(1 - sigma_next) + noise_estimate * c(
+            torch.sqrt(torch.clamp(sigma_next**2 - std_dev_t**2, min=0))
         )
         s = std_dev_t
     elif mode == "ode":
-        mean = x + v * dt
+        mean = x + v * c(dt)
         s = torch.zeros_like(sigma)
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    return mean, s
+    return mean, c(s)
 
 
 def _gaussian_logp(x_next, mean, s, mode):

@@ -222,12 +222,10 @@ class Task(abc.ABC):
 
     # --- puzzles -------------------------------------------------------------------------
     @abc.abstractmethod
-    def generate(self, seed: int, size: int, **difficulty: Any):
-        ...
+    def generate(self, seed: int, size: int, **difficulty: Any): ...
 
     @abc.abstractmethod
-    def solve(self, puzzle):
-        ...
+    def solve(self, puzzle): ...
 
     def generate_with_solution(self, seed: int, size: int, **difficulty: Any):
         """(puzzle, ground-truth solution): generate, then solve (a task whose generator builds a
@@ -238,17 +236,21 @@ class Task(abc.ABC):
             raise RuntimeError(f"{self.name}: generated puzzle (seed {seed}, size {size}) has no solution")
         return puzzle, solution
 
-    @abc.abstractmethod
-    def from_text(self, text: str):
-        ...
+    def _solve_or_raise(self, puzzle):
+        """solve(puzzle), or ValueError when there is no solution (for rendering without one)."""
+        sol = self.solve(puzzle)
+        if sol is None:
+            raise ValueError(f"{self.name} puzzle has no solution; pass one explicitly to render it")
+        return sol
 
     @abc.abstractmethod
-    def check_solution(self, puzzle, solution) -> Verdict:
-        ...
+    def from_text(self, text: str): ...
 
     @abc.abstractmethod
-    def prompt(self, puzzle) -> str:
-        ...
+    def check_solution(self, puzzle, solution) -> Verdict: ...
+
+    @abc.abstractmethod
+    def prompt(self, puzzle) -> str: ...
 
     @abc.abstractmethod
     def solution_actions(self, puzzle, solution=None) -> list:

@@ -415,9 +415,7 @@ class FlowFreeTask(Task):
         endpoint (row-major) to the other, endpoints excluded (they are in frame 0). Cells of a
         colour that the trace does not reach (an invalid solution) follow in row-major order."""
         if solution is None:
-            solution = self.solve(puzzle)
-            if solution is None:
-                raise ValueError("flowfree puzzle has no solution; pass one explicitly to render it")
+            solution = self._solve_or_raise(puzzle)
         rows = self._as_rows(puzzle, solution)
         R, C = puzzle.shape
         actions = []

@@ -346,12 +346,6 @@ class MazeTask(Task):
     def plain_solution(self, solution) -> list[list[int]]:
         return [[r, c] for r, c in self._as_path(solution)]
 
-    def _solve_or_raise(self, puzzle):
-        sol = self.solve(puzzle)
-        if sol is None:
-            raise ValueError(f"{self.name} puzzle has no solution; pass one explicitly to render it")
-        return sol
-
     # --- rendering -----------------------------------------------------------------------
     def grid_shape(self, puzzle: MazePuzzle) -> tuple[int, int]:
         return puzzle.shape

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vrlvr.tasks.base import Task, Verdict
-from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, parse_char_grid
+from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, TextGridPuzzle, parse_char_grid
 
 __all__ = [
     "SokobanPuzzle",
@@ -45,17 +45,11 @@ _XSB = "# $.*@+-_"
 
 
 @dataclass(frozen=True)
-class SokobanPuzzle:
+class SokobanPuzzle(TextGridPuzzle):
     """A board as rectangular XSB rows (short rows padded with blanks)."""
-
-    rows: tuple[str, ...]
 
     def to_text(self) -> str:
         return "\n".join(r.rstrip() for r in self.rows) + "\n"
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.rows), len(self.rows[0])
 
     @cached_property
     def walls(self) -> np.ndarray:
@@ -419,9 +413,7 @@ class SokobanTask(Task):
     def solution_actions(self, puzzle: SokobanPuzzle, solution=None) -> list[str]:
         """The moves, one character each."""
         if solution is None:
-            solution = self.solve(puzzle)
-            if solution is None:
-                raise ValueError("sokoban puzzle has no solution; pass one explicitly to render it")
+            solution = self._solve_or_raise(puzzle)
         return list(self._as_moves(solution))
 
     def plain_solution(self, solution) -> str:

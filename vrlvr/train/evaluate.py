@@ -2,7 +2,7 @@
 
 ``evaluate(policy, task, puzzles, ...)`` groups puzzles by size (one frame size per batch),
 generates videos with Euler ODE sampling from each puzzle's first frame and prompt, verifies them
-(one batched verifier call per group when ``vrlvr.verify.verify_batch`` exists) and returns::
+(one batched verifier call per group for tasks with registered rules) and returns::
 
     {"n", "success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward",
      "components": {name: mean}, "per_size": {size: {the same keys}}}
@@ -28,12 +28,10 @@ __all__ = ["verify_group", "evaluate", "aggregate"]
 
 def verify_group(task, puzzles: list, videos: np.ndarray, theme: int | str = 0) -> list:
     """Verdicts of videos uint8 [B, F, H, W, 3] against their puzzles: one batched verifier call
-    (``vrlvr.verify.verify_batch``), falling back to ``task.verify_video`` for user tasks."""
-    try:
-        from vrlvr.verify import RULES, verify_batch
-    except ImportError:
-        RULES, verify_batch = {}, None
-    if verify_batch is not None and task.name in RULES:
+    (``vrlvr.verify.verify_batch``) for tasks with registered rules, ``task.verify_video`` otherwise."""
+    from vrlvr.verify import RULES, verify_batch
+
+    if task.name in RULES:
         return list(verify_batch(task, puzzles, videos, themes=theme))
     return [task.verify_video(p, v) for p, v in zip(puzzles, videos)]
 
@@ -97,7 +95,7 @@ def evaluate(
         for b0 in range(0, len(idx), batch_size):
             chunk = [puzzles[i] for i in idx[b0 : b0 + batch_size]]
             ps = [c.puzzle for c in chunk]
-            first = video.render(task, ps, [task.solve(p) for p in ps], [theme] * len(ps), num_frames=1)[:, 0]
+            first = video.first_frames(task, ps, [theme] * len(ps))  # [B, H, W, 3], no solving
             videos = generate_videos(
                 policy,
                 first,

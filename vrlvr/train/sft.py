@@ -47,6 +47,7 @@ from vrlvr.train.data import (
     eval_puzzles,
     read_heldout,
     seen_by,
+    size_quotas,
     write_heldout,
 )
 from vrlvr.train.evaluate import evaluate
@@ -151,7 +152,12 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
                 "settings (heldout.seed, heldout.n) or other sizes"
             )
     write_heldout(run / HELDOUT_FILE, task.name, d.sizes, cfg.heldout.n, cfg.heldout.seed, heldout_keys)
-    eval_set = eval_puzzles(task, d.sizes, cfg.eval.n, cfg.heldout.seed)[0]
+    # eval_puzzles draws the first distinct puzzles per size, so the eval set is each size's prefix
+    eval_set = [
+        p
+        for size, k in size_quotas(d.sizes, cfg.eval.n).items()
+        for p in [q for q in heldout if q.size == size][:k]
+    ]
 
     ckpt = latest_checkpoint(run) if resume else None
     if resume and ckpt is None:

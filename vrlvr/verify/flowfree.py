@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from vrlvr.tasks.base import Verdict
-from vrlvr.verify.grid import components, majority_state, neighbour_counts, prf
+from vrlvr.verify.grid import components, neighbour_counts, prf
 from vrlvr.verify.truth import Truth
-from vrlvr.verify.window import final_window
+from vrlvr.verify.window import final_state
 
 __all__ = ["FlowFreeRewardConfig", "check_flowfree"]
 
@@ -48,9 +48,7 @@ def check_flowfree(states: np.ndarray, truth: Truth, config: FlowFreeRewardConfi
     """Label grids int8 [F, R, C] of one video -> Verdict."""
     cfg = config or FlowFreeRewardConfig()
     init = truth.initial
-    if states.ndim != 3 or states.shape[1:] != init.shape:
-        raise ValueError(f"flowfree states must be [F, {init.shape[0]}, {init.shape[1]}], got {states.shape}")
-    final = majority_state(states, final_window(len(states), truth.num_actions, cfg.final_frames))
+    final = final_state(states, truth, cfg.final_frames, "flowfree")
 
     endpoint_mask = init != EMPTY
     colours = [int(c) for c in np.unique(init[endpoint_mask])]

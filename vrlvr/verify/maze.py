@@ -30,13 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from vrlvr.tasks.base import Verdict
-from vrlvr.verify.grid import components, majority_state, neighbour_counts, prf
+from vrlvr.tasks.maze import GOAL, PATH, START, WALL
+from vrlvr.verify.grid import components, neighbour_counts, prf
 from vrlvr.verify.truth import Truth
-from vrlvr.verify.window import final_window
+from vrlvr.verify.window import final_state
 
 __all__ = ["MazeRewardConfig", "check_maze"]
-
-OPEN, WALL, START, GOAL, PATH = range(5)
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,7 @@ def check_maze(states: np.ndarray, truth: Truth, config: MazeRewardConfig | None
     """Label grids int8 [F, R, C] of one video -> Verdict."""
     cfg = config or MazeRewardConfig()
     init = truth.initial
-    if states.ndim != 3 or states.shape[1:] != init.shape:
-        raise ValueError(f"maze states must be [F, {init.shape[0]}, {init.shape[1]}], got {states.shape}")
-    final = majority_state(states, final_window(len(states), truth.num_actions, cfg.final_frames))
+    final = final_state(states, truth, cfg.final_frames, "maze")
 
     walls = init == WALL
     start = tuple(int(v) for v in np.argwhere(init == START)[0])

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from vrlvr.tasks.base import Verdict
+from vrlvr.tasks.sokoban import BOX, BOX_ON_GOAL, GOAL, MOVES, PLAYER, PLAYER_ON_GOAL, WALL
+from vrlvr.verify.grid import prf
 from vrlvr.verify.truth import Truth
+from vrlvr.verify.window import check_states_shape
 
 __all__ = ["SokobanRewardConfig", "check_sokoban", "decode_moves"]
-
-FLOOR, WALL, GOAL, BOX, BOX_ON_GOAL, PLAYER, PLAYER_ON_GOAL = range(7)
-MOVES = "UDLR"
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,7 @@ def decode_moves(
     flat_walls = walls.reshape(-1)
     per_step = max(1, math.ceil(truth.num_actions / max(1, F - 1)))
     cur: State = (
-        int(np.flatnonzero(init == PLAYER)[0])
-        if (init == PLAYER).any()
-        else int(np.flatnonzero(init == PLAYER_ON_GOAL)[0]),
+        int(np.flatnonzero(np.isin(init, (PLAYER, PLAYER_ON_GOAL)))[0]),
         frozenset(np.flatnonzero(np.isin(init, (BOX, BOX_ON_GOAL))).tolist()),
     )
     decoded: list[str] = []
@@ -168,8 +166,7 @@ def check_sokoban(states: np.ndarray, truth: Truth, config: SokobanRewardConfig 
     """Label grids int8 [F, R, C] of one video -> Verdict."""
     cfg = config or SokobanRewardConfig()
     init = truth.initial
-    if states.ndim != 3 or states.shape[1:] != init.shape:
-        raise ValueError(f"sokoban states must be [F, {init.shape[0]}, {init.shape[1]}], got {states.shape}")
+    check_states_shape(states, truth, "sokoban")
     moves, counters, (_, boxes) = decode_moves(states, truth, cfg)
     goals = set(np.flatnonzero(np.isin(init, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL)).reshape(-1)).tolist())
     n_boxes = max(1, len(boxes))
@@ -183,12 +180,7 @@ def check_sokoban(states: np.ndarray, truth: Truth, config: SokobanRewardConfig 
 
     truth_moves = "".join(str(a).upper() for a in truth.actions)
     matches = sum(a == b for a, b in zip(moves, truth_moves))
-    if not moves and not truth_moves:
-        precision = recall = f1 = 1.0
-    else:
-        precision = matches / len(moves) if moves else 0.0
-        recall = matches / len(truth_moves) if truth_moves else 1.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = prf(matches, len(moves), len(truth_moves))
 
     components_ = {
         "boxes_on_goals": on_goals,

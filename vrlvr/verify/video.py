@@ -169,7 +169,11 @@ def verify_batch(
     rules = _rules(task)
     if config is not None and not isinstance(config, rules.config):
         raise ValueError(f"{task.name} config must be a {rules.config.__name__}, got {type(config).__name__}")
-    puzzles = [_puzzle(task, p) for p in puzzles]
+    parsed: dict[str, Any] = {}  # a GRPO group repeats each puzzle text G times: parse it once
+    for p in puzzles:
+        if isinstance(p, str) and p not in parsed:
+            parsed[p] = task.from_text(p)
+    puzzles = [parsed[p] if isinstance(p, str) else p for p in puzzles]
     if isinstance(videos, (list, tuple)):
         views = [as_frames_array(v) for v in videos]
         for i, v in enumerate(views):

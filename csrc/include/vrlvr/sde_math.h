@@ -36,6 +36,22 @@ enum Coef : int {
   kCoefCount = 6,
 };
 
+// The layout as the Python side names it (vrlvr/ops/sde_args.py COEF_*): both bindings export it
+// as a dict (sde_coef_layout), so tests compare one list, not two hand-written copies.
+struct CoefName {
+  const char* name;
+  int value;
+};
+inline constexpr CoefName kCoefLayout[] = {
+    {"cx", kCoefCx},
+    {"cv", kCoefCv},
+    {"s", kCoefS},
+    {"logp_scale", kCoefLogpScale},
+    {"logp_const", kCoefLogpConst},
+    {"kl_scale", kCoefKlScale},
+    {"count", kCoefCount},
+};
+
 // Element types of the tensors, as codes shared with Python (vrlvr/ops/sde_backends.py).
 enum DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
 
