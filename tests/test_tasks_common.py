@@ -208,3 +208,13 @@ def test_incomplete_user_task_fails_at_construction_naming_what_is_missing():
 
     with pytest.raises(TypeError, match="abstract method.*solve"):
         HalfTask()
+
+
+@pytest.mark.parametrize("name", ["maze", "flowfree", "sokoban"])
+def test_base_states_equal_the_first_action_state(name):
+    from vrlvr.tasks.base import Task
+
+    task = tasks.get(name)
+    puzzle = task.generate(seed=5, size=task.default_sizes[0])
+    # the task's own (solve-free) frame 0 and the base class's default agree
+    np.testing.assert_array_equal(task.base_states(puzzle), Task.base_states(task, puzzle))

@@ -285,6 +285,11 @@ class Task(abc.ABC):
         The verifier's ground truth for every intermediate state."""
         ...
 
+    def base_states(self, puzzle) -> np.ndarray:
+        """int8 [R, C]: the puzzle's own label grid (frame 0). Tasks override this to skip the
+        solve that this default spends on action_states."""
+        return self.action_states(puzzle)[0]
+
     def frame_states(self, puzzle, solution=None, num_frames: int = 81) -> np.ndarray:
         """int8 [F, R, C] label grids following the frame policy (action_frame_indices)."""
         states = self.action_states(puzzle, solution)

@@ -137,16 +137,12 @@ class VideoSpec:
 
     def first_frames(self, task, puzzles: list, themes: list | None = None) -> np.ndarray:
         """uint8 [B, H, W, 3]: each puzzle's frame 0 (what ``render`` gives as frame 0), painted from
-        the task's ``base_states`` without solving; a task without them is rendered via its solution."""
-        base = getattr(task, "base_states", None)
+        the task's ``base_states`` (no solving for the built-in tasks)."""
         out = []
         for i, p in enumerate(puzzles):
             theme = themes[i] if themes else 0
-            if callable(base):
-                layout = task.render_layout(p, self.height, self.width, self.cell_px)
-                out.append(task.paint(p, np.asarray(base(p), np.int8)[None], layout, theme)[0])
-            else:
-                out.append(self.render(task, [p], [task.solve(p)], [theme], num_frames=1)[0, 0])
+            layout = task.render_layout(p, self.height, self.width, self.cell_px)
+            out.append(task.paint(p, np.asarray(task.base_states(p), np.int8)[None], layout, theme)[0])
         return np.stack(out)
 
 
