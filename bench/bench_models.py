@@ -106,9 +106,9 @@ def wan_flops() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--steps", type=int, default=5, help="timed SFT steps")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="videos per SFT step and per sampling call")
     ap.add_argument("--json", help="also write the report here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -57,13 +57,15 @@ def make_group(n: int, frames: int, height: int, width: int, size: int, seed: in
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--videos", type=int, default=8)
-    ap.add_argument("--frames", type=int, default=33)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--width", type=int, default=832)
+    ap.add_argument("--videos", type=int, default=8, help="videos in the group parsed at once")
+    ap.add_argument("--frames", type=int, default=33, help="frames per video")
+    ap.add_argument("--height", type=int, default=480, help="frame height in pixels")
+    ap.add_argument("--width", type=int, default=832, help="frame width in pixels")
     ap.add_argument("--size", type=int, default=21, help="maze wall-grid side (cells per side)")
-    ap.add_argument("--patch", type=float, default=0.5)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--patch", type=float, default=0.5, help="centre patch read per cell (fraction of a side)"
+    )
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions (the best is reported)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
 

@@ -131,8 +131,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10, help="puzzles per task and size for the stage timings")
     ap.add_argument("--e2e-n", type=int, default=40, help="samples per task and resolution, end to end")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"])
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of the end-to-end run")
+    ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="tasks to measure")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     from vrlvr import tasks

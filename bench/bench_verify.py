@@ -25,11 +25,11 @@ SIZES = {"maze": 21, "flowfree": 8, "sokoban": 10}
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=81)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--width", type=int, default=832)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--frames", type=int, default=81, help="frames per video")
+    ap.add_argument("--height", type=int, default=480, help="frame height in pixels")
+    ap.add_argument("--width", type=int, default=832, help="frame width in pixels")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions (the best is reported)")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
 
     from vrlvr import _native, tasks

@@ -3,8 +3,8 @@
     python -m pytest bench/test_bench_sde.py --benchmark-columns=min,median,ops
 
 A rollout step, a re-score and a re-score with backward on a mid-sized latent [4, 16, 8, 32, 32]
-(524k elements), for eager Flow-GRPO-style torch and each vrlvr backend that runs here. The full
-sweep with bandwidth and memory-floor numbers is bench/bench_sde.py.
+(524k elements), for eager and torch.compile'd Flow-GRPO-style torch and each vrlvr backend that
+runs here. The full sweep with bandwidth and memory-floor numbers is bench/bench_sde.py.
 """
 
 import importlib.util

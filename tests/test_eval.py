@@ -102,7 +102,11 @@ def test_sample_writes_videos_and_verdicts(checkpoint, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "s" / "verdicts.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {"success", "reward", "components", "video"} <= set(rows[0])
     video = read_video(tmp_path / "s" / rows[0]["video"])
-    assert video.shape == (5, 56, 114, 3)  # 28 px * 2, (28 + 1 + 28) px * 2
+    from vrlvr.commands.sample import label_bar
+
+    bar = label_bar(56, 56, 2).shape[0]  # the GENERATED / GROUND TRUTH labels on top
+    height = 56 + bar + (56 + bar) % 2  # 28 px * 2 under the labels, padded to even for yuv420p
+    assert video.shape == (5, height, 114, 3)  # (28 + 1 + 28) px * 2 wide
 
 
 def test_eval_errors_are_clear(tmp_path, capsys):

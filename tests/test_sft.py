@@ -269,12 +269,12 @@ def test_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path, monkeypat
 
 
 def test_starting_from_a_checkpoint_keeps_its_heldout_set(tmp_path):
-    # maze-tiny trained on every 7x7 maze outside its 48 held-out ones: a run starting from it must not
+    # maze-tiny trained on every 7x7 maze outside its 200 held-out ones: a run starting from it must not
     # hold out (and later score) puzzles it trained on
-    cfg = small_cfg(tmp_path / "run", "model.path=maze-tiny", "heldout.n=60", "optim.steps=1")
+    cfg = small_cfg(tmp_path / "run", "model.path=maze-tiny", "heldout.n=260", "optim.steps=1")
     with pytest.raises(ValueError, match="may have been trained on"):
         S.train_sft(cfg, progress=False)
-    same = small_cfg(tmp_path / "ok", "model.path=maze-tiny", "heldout.n=48", "optim.steps=1", "eval.n=2")
+    same = small_cfg(tmp_path / "ok", "model.path=maze-tiny", "heldout.n=200", "optim.steps=1", "eval.n=2")
     assert S.train_sft(same, progress=False)["step"] == 1  # its own held-out settings are fine
 
 

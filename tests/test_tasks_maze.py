@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vrlvr import tasks
-from vrlvr.tasks.maze import ALGORITHMS, MazeSolution
+from vrlvr.tasks.maze import ALGORITHMS, DISTRIBUTIONS, MazeSolution
 
 maze = tasks.get("maze")
 
@@ -43,7 +43,7 @@ def _tree_diameter(puzzle):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("size", [7, 13, 21])
 def test_generate_perfect_maze_and_solve(algorithm, size):
-    p = maze.generate(11, size, algorithm=algorithm)
+    p = maze.generate(11, size, algorithm=algorithm, endpoints="diameter")
     assert p.shape == (size, size)
     assert p.walls[0].all() and p.walls[-1].all() and p.walls[:, 0].all() and p.walls[:, -1].all()
     m = (size - 1) // 2
@@ -57,6 +57,51 @@ def test_generate_perfect_maze_and_solve(algorithm, size):
     assert maze.check_solution(p, [list(x) for x in sol.path]).success
     # start and goal are the two ends of the maze's longest path
     assert len(sol.path) - 1 == _tree_diameter(p)
+    # the default endpoints ("partial") on the same tree: a shorter path between two cells
+    q = maze.generate(11, size, algorithm=algorithm)
+    assert (q.walls == p.walls).all() and q.start[0] % 2 == 1 and q.goal[1] % 2 == 1
+    assert maze.check_solution(q, maze.solve(q)).success
+
+
+# The classic distribution is the original generator, puzzle for puzzle (seed 3, size 9 before the
+# reasoning distribution became the default).
+CLASSIC_3_9 = (
+    "#########\n#     #S#\n# ### # #\n# #   # #\n# # ### #\n# #G#   #\n# ##### #\n#       #\n#########\n"
+)
+
+
+def test_classic_distribution_is_the_old_one():
+    assert maze.generate(3, 9, distribution="classic").to_text() == CLASSIC_3_9
+    assert maze.generate(3, 9, algorithm="backtracker", endpoints="diameter").to_text() == CLASSIC_3_9
+    assert maze.generate(3, 9).to_text() != CLASSIC_3_9
+    assert set(DISTRIBUTIONS) == {"reasoning", "classic"}
+
+
+def _coverage(puzzle):
+    return len(maze.solve(puzzle).path) / int((~puzzle.walls).sum())
+
+
+@pytest.mark.parametrize("size", range(7, 22, 2))
+def test_default_distribution_path_covers_at_most_half(size):
+    """Painting every corridor must not be nearly the answer: the solution path (S and G included)
+    covers at most half of the open cells on average (measured over 40 seeds), the classic
+    distribution covers far more, and paths bend away from the straight line."""
+    seeds = range(40)
+    cov = [_coverage(maze.generate(s, size)) for s in seeds]
+    assert np.mean(cov) <= 0.5 and max(cov) <= 0.5
+    assert np.mean([_coverage(maze.generate(s, size, distribution="classic")) for s in seeds]) > 0.6
+    detours = 0
+    for s in seeds:
+        p = maze.generate(s, size)
+        manhattan = abs(p.start[0] - p.goal[0]) + abs(p.start[1] - p.goal[1])
+        detours += len(maze.solve(p).path) - 1 > manhattan
+    assert detours >= 0.9 * len(seeds)
+
+
+def test_default_distribution_has_many_small_puzzles():
+    # 7x7 classic mazes have < 200 distinct puzzles; free endpoints multiply that
+    keys = {maze.canonical_key(maze.generate(s, 7)) for s in range(300)}
+    assert len(keys) > 250
 
 
 def test_determinism_and_variety():
@@ -75,7 +120,15 @@ def test_corners_endpoints():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"size": 8}, {"size": 5}, {"size": 23}, {"algorithm": "prim"}, {"endpoints": "random"}, {"colours": 3}],
+    [
+        {"size": 8},
+        {"size": 5},
+        {"size": 23},
+        {"algorithm": "prim"},
+        {"endpoints": "random"},
+        {"colours": 3},
+        {"distribution": "hard"},
+    ],
 )
 def test_generate_rejects_bad_arguments(bad):
     kwargs = {"size": 9, **bad}

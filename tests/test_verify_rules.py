@@ -166,13 +166,18 @@ def test_flowfree_solution_succeeds(flow_puzzle):
 
 def test_flowfree_components_and_weights(flow_puzzle):
     truth = truth_for(FLOW, flow_puzzle)
-    still = verify_states(FLOW, flow_puzzle, truth.states[:1].repeat(3, 0))
+    paper = FlowFreeRewardConfig.from_preset("paper")
+    still = verify_states(FLOW, flow_puzzle, truth.states[:1].repeat(3, 0), paper)
     n = still.components["colours"]
     assert not still.success
     assert still.components["endpoints"] == 1.0 and still.components["connectivity"] == 0.0
-    # only adjacent endpoints could be joined already; fill counts the endpoints
+    # the paper's weights: only adjacent endpoints could be joined already; fill counts the endpoints
     assert still.reward == pytest.approx(0.35 + 0.20 * still.components["fill"])
-    cfg = FlowFreeRewardConfig(path_validity=0.0, endpoints=1.0, connectivity=0.0, fill=0.0)
+    # the default preset pays nothing for doing nothing
+    assert verify_states(FLOW, flow_puzzle, truth.states[:1].repeat(3, 0)).reward == 0.0
+    cfg = FlowFreeRewardConfig.from_preset(
+        "paper", path_validity=0.0, endpoints=1.0, connectivity=0.0, fill=0.0
+    )
     assert verify_states(FLOW, flow_puzzle, truth.states[:1], cfg).reward == pytest.approx(1.0)
     # one colour's endpoint repainted with another colour
     final = truth.final.copy()
@@ -243,11 +248,16 @@ def test_sokoban_skipped_frames_are_bridged(soko_puzzle):
 def test_sokoban_teleport_and_wall_change_are_illegal(soko_puzzle):
     truth = truth_for(SOKO, soko_puzzle)
     states = np.concatenate([truth.states[:2], truth.states[-1:].repeat(3, 0)])  # jump to the end
+    paper = verify_states(SOKO, soko_puzzle, states, SokobanRewardConfig.from_preset("paper"))
+    assert not paper.success and paper.components["illegal_transitions"] == 1.0
+    # the paper's rule re-synchronises to the jumped-to state: solved, half the transitions legal
+    assert paper.components["solved"] == 1.0 and paper.reward == pytest.approx(0.5 + 0.5 * 0.5)
+    assert paper.components["decoded_moves"] == 2.0  # the first move, then "?" for the jump
+    assert paper.precision == 0.5
+    # the default keeps the legal lineage: one move of A made, the jump costs half
     v = verify_states(SOKO, soko_puzzle, states)
-    assert not v.success and v.components["illegal_transitions"] == 1.0
-    assert v.components["solved"] == 1.0 and v.reward == pytest.approx(0.5 + 0.5 * 0.5)
-    assert v.components["decoded_moves"] == 2.0  # the first move, then "?" for the jump
-    assert v.precision == 0.5
+    assert not v.success and v.components["illegal_transitions"] == 1.0 and v.components["solved"] == 0.0
+    assert v.reward == pytest.approx(0.5 / truth.num_actions)
     broken = truth.states.copy()
     broken[-1][tuple(np.argwhere(truth.initial == 1)[0])] = 0  # a wall vanishes in the last frame
     v = verify_states(SOKO, soko_puzzle, broken)
@@ -256,18 +266,24 @@ def test_sokoban_teleport_and_wall_change_are_illegal(soko_puzzle):
 
 def test_sokoban_holding_still_earns_no_legality_credit(soko_puzzle):
     truth = truth_for(SOKO, soko_puzzle)
-    v = verify_states(SOKO, soko_puzzle, truth.states[:1].repeat(10, 0))
+    v = verify_states(
+        SOKO, soko_puzzle, truth.states[:1].repeat(10, 0), SokobanRewardConfig.from_preset("paper")
+    )
     assert not v.success and v.components["legal_fraction"] == 0.0
     assert v.reward == pytest.approx(0.5 * v.components["boxes_on_goals"])
+    assert verify_states(SOKO, soko_puzzle, truth.states[:1].repeat(10, 0)).reward == 0.0
     assert v.precision == 0.0
 
 
 def test_sokoban_weights_and_alignment(soko_puzzle):
     truth = truth_for(SOKO, soko_puzzle)
-    cfg = SokobanRewardConfig(boxes=1.0, legal=0.0)
+    cfg = SokobanRewardConfig.from_preset("paper", boxes=1.0, legal=0.0)
     half = truth.states[: truth.num_actions // 2 + 1]
     v = verify_states(SOKO, soko_puzzle, half, cfg)
     assert v.reward == pytest.approx(v.components["boxes_on_goals"])
+    # the default pays the reference progress: k of A moves made
+    v = verify_states(SOKO, soko_puzzle, half)
+    assert v.reward == pytest.approx((truth.num_actions // 2) / truth.num_actions)
     assert v.precision == 1.0 and v.recall == pytest.approx((truth.num_actions // 2) / truth.num_actions)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("vrlvr.commands.data", "generate puzzles, solution videos and metadata.jsonl"),
+    "train": ("vrlvr.commands.train", "SDE-GRPO with Early-Step Focus (the main job; same as vrlvr-train)"),
     "sft": ("vrlvr.commands.sft", "supervised flow-matching fine-tuning on solution videos"),
     "sample": ("vrlvr.commands.sample", "generate videos from a checkpoint beside the ground truth"),
     "eval": ("vrlvr.commands.eval", "generate on held-out puzzles, verify, and report metrics as JSON"),
@@ -24,9 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Subcommands whose capability a later issue builds. Remove an entry when its module lands.
-NOT_BUILT: dict[str, str] = {
-    "train": "the SDE-GRPO trainer has not been built yet",
-}
+NOT_BUILT: dict[str, str] = {}
 
 
 def _not_built(name: str) -> int:
@@ -63,7 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    return _run_parsed(parser, args, extra, f"vrlvr {getattr(args, 'command', '')}")
+
+
+def _run_parsed(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str], prog: str
+) -> int:
+    if extra:
+        # argparse stops filling a positional `key=value ...` list at the first option, so
+        # `vrlvr sft a=1 --no-progress b=2` leaves b=2 over: it is an override all the same
+        if isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in e and not e.startswith("-") for e in extra
+        ):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
@@ -72,31 +87,45 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         # user errors: one clear line, no traceback
-        print(f"vrlvr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout closed early (`vrlvr info | head -1`): not an error of ours
+        try:  # point stdout at /dev/null so the interpreter's final flush does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. under pytest)
+            pass
+        return 0
+    except OSError as exc:  # the machine, not the input: disk full, an I/O error, ffmpeg failing
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and type(exc).__name__ != "OutOfMemoryError":
+            raise  # a bug: keep the traceback
+        print(
+            f"{prog}: error: out of memory ({_one_line(exc)[:200]}); lower the batch size or the frame size",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (tool output such as ffmpeg's can span many)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """`vrlvr-train --config configs/X.yaml [key=value ...]`: SDE-GRPO, the main job."""
-    parser = argparse.ArgumentParser(
-        prog="vrlvr-train",
-        description="SDE-GRPO with Early-Step Focus over a LoRA-adapted video diffusion transformer. "
-        f"Not built yet: {NOT_BUILT['train']}."
-        if "train" in NOT_BUILT
-        else "SDE-GRPO with Early-Step Focus over a LoRA-adapted video diffusion transformer.",
-    )
-    parser.add_argument("--config", help="YAML experiment file (see configs/)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    args = parser.parse_args(argv)
-    if "train" in NOT_BUILT:
-        print(f"vrlvr-train: not built yet ({NOT_BUILT['train']}).", file=sys.stderr)
-        return 2
-    from vrlvr.train.cli import run_train
+    """`vrlvr-train --config configs/X.yaml [--resume] [key=value ...]`: SDE-GRPO, the main job
+    (the same command as `vrlvr train`)."""
+    from vrlvr.commands import train
 
-    return int(run_train(args) or 0)
+    parser = argparse.ArgumentParser(prog="vrlvr-train")
+    train.add_arguments(parser)
+    parser.set_defaults(_run=train.run, command="train")
+    args, extra = parser.parse_known_args(argv)
+    return _run_parsed(parser, args, extra, "vrlvr-train")
 
 
 if __name__ == "__main__":  # pragma: no cover

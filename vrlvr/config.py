@@ -9,6 +9,7 @@ dataclass, rejecting unknown keys and wrong types with an error that names the k
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -18,7 +19,43 @@ import yaml
 
 T = TypeVar("T")
 
-__all__ = ["load_config", "config_to_dict", "parse_overrides", "describe_config"]
+__all__ = [
+    "load_config",
+    "build_config",
+    "read_yaml_mapping",
+    "merge_trees",
+    "config_to_dict",
+    "parse_overrides",
+    "describe_config",
+]
+
+
+def _yaml_error(exc: yaml.YAMLError, what: str) -> ValueError:
+    """One line for a YAML syntax error: where it is and what is wrong (no multi-line dump)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return ValueError(f"{what}: YAML syntax error{at}: {problem}")
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping (empty file -> {}); clear one-line errors otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a folder; give a YAML file")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, f"config file {path}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"config file {path} must hold a mapping (key: value lines) at the top level")
+    return loaded
 
 
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
@@ -31,7 +68,10 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ValueError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, f"override {item!r}") from None
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -42,11 +82,12 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_trees(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: extra's leaves replace base's."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_trees(out[k], v)
         else:
             out[k] = v
     return out
@@ -74,11 +115,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return _build(tp, value, where)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            value = [value]
         args = typing.get_args(tp)
-        elem = args[0] if args else Any
-        items = [_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value)]
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        if not isinstance(value, (list, tuple)):
+            # no silent [value]: optim.betas=0.9 must not become [0.9]
+            n = f"{len(args)} values" if fixed else "values"
+            raise ValueError(f"{where}: expected a list of {n} like [a, b], got {value!r}")
+        if fixed and len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+        elems = args if fixed else [args[0] if args else Any] * len(value)
+        items = [_coerce(v, e, f"{where}[{i}]") for i, (v, e) in enumerate(zip(value, elems))]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
@@ -100,6 +146,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if value is None:
+            raise ValueError(f"{where}: expected a number, got null")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 return float(value)  # YAML reads "1e-4" without a dot as a string
@@ -107,25 +155,66 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ValueError(f"{where}: expected a number, got {value!r}") from None
         return float(value)
     if tp is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
         if not isinstance(value, str):
             return str(value)
         return value
     return value
 
 
-def _build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+def _leaf_keys(cls: type, prefix: str = "") -> list[str]:
+    hints = typing.get_type_hints(cls)
+    keys = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _leaf_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _closest(key: str, siblings: list[str], prefix: str, root: type | None) -> str | None:
+    """The valid key a mistyped one most likely meant: a sibling (optim.lrr -> optim.lr), else any
+    dotted key with that last part (lr -> optim.lr)."""
+    near = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6)
+    if near:
+        return prefix + near[0]
+    if root is not None:
+        everywhere = _leaf_keys(root)
+        same = [k for k in everywhere if k.rsplit(".", 1)[-1] == key]
+        if same:
+            return same[0]
+        near = difflib.get_close_matches(prefix + key, everywhere, n=1, cutoff=0.75)
+        if near:
+            return near[0]
+    return None
+
+
+def _build(cls: type[T], data: dict[str, Any], where: str = "", root: type | None = None) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    root = root or cls
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
+        hints_txt = []
+        for u in unknown:
+            guess = _closest(str(u), sorted(fields), prefix, root)
+            hints_txt.append(f"{prefix}{u}" + (f" (did you mean {guess}?)" if guess else ""))
         raise ValueError(
-            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+            f"unknown config key(s) {', '.join(hints_txt)}; "
             f"valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}"
         )
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}: expected a mapping of {hints[name].__name__} keys, got {value!r}")
+            kwargs[name] = _build(hints[name], value, key, root)
+        else:
+            kwargs[name] = _coerce(value, hints[name], key)
     obj = cls(**kwargs)
     post = getattr(obj, "validate", None)
     if callable(post):
@@ -133,18 +222,29 @@ def _build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     return obj
 
 
+def build_config(
+    cls: type[T],
+    source: str | Path | dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    where: str | None = None,
+) -> T:
+    """The config from a YAML file or an already-read mapping, plus ``key=value`` overrides.
+    ``where`` (e.g. a run's config.yaml) prefixes error messages so the user knows which input."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        data = read_yaml_mapping(source) if source is not None else {}
+    data = merge_trees(data, parse_overrides(overrides))
+    try:
+        return _build(cls, data)
+    except ValueError as exc:
+        if where:
+            raise ValueError(f"{where}: {exc}") from None
+        raise
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level")
-        data = loaded
-    data = _merge(data, parse_overrides(overrides))
-    return _build(cls, data)
+    return build_config(cls, path, overrides)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def _benchmarks() -> dict[str, str]:
     return dict(sorted(names.items()))
 
 
-def _first_doc_line(module: str) -> str:
+def _summary(module: str) -> str:
+    """The first paragraph of a benchmark's docstring, on one line (never cut mid-sentence)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return ""
@@ -33,12 +34,16 @@ def _first_doc_line(module: str) -> str:
 
     with open(spec.origin, encoding="utf-8") as fh:
         doc = ast.get_docstring(ast.parse(fh.read())) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    paragraph = doc.strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", help="benchmark to run (omit to list them)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("name", nargs="?", help="benchmark to run (omit to list them with what they measure)")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="options passed to the benchmark (see vrlvr bench NAME --help)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +52,16 @@ def run(args: argparse.Namespace) -> int:
         print("vrlvr bench: no benchmarks found (vrlvr.bench is missing from this install)", file=sys.stderr)
         return 2
     if args.name is None:
+        import shutil
+        import textwrap
+
         width = max(len(n) for n in benches)
+        cols = max(60, min(110, shutil.get_terminal_size((100, 20)).columns))
         for name, module in benches.items():
-            print(f"{name:<{width}}  {_first_doc_line(module)}")
+            lines = textwrap.wrap(_summary(module), cols - width - 2) or [""]
+            print(f"{name:<{width}}  {lines[0]}")
+            for line in lines[1:]:
+                print(f"{'':<{width}}  {line}")
         return 0
     if args.name not in benches:
         raise ValueError(f"unknown benchmark {args.name!r}; available: {', '.join(benches)}")

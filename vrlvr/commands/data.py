@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 
+from vrlvr.tasks.video_io import X264_PRESETS
+
 
 def _option(text: str) -> tuple[str, object]:
     if "=" not in text:
@@ -68,7 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="ultrafast",
-        help="x264 speed preset (default ultrafast: fastest; e.g. veryfast for smaller files)",
+        choices=X264_PRESETS,
+        metavar="PRESET",
+        help="x264 speed preset: " + ", ".join(X264_PRESETS) + " (default ultrafast: fastest; veryfast "
+        "gives smaller files)",
     )
     parser.add_argument("--unique", action="store_true", help="skip puzzles repeated within this run")
     parser.add_argument(
@@ -79,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="metadata.jsonl (or its folder) whose puzzles must not appear (repeatable)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the dataset in a non-empty --out folder"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         unique=args.unique,
         exclude_keys=keys,
         progress=not args.quiet and sys.stderr.isatty(),
+        overwrite=args.overwrite,
     )
     summary = build_dataset(spec)
     print(json.dumps(summary))

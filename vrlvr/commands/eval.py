@@ -6,7 +6,9 @@ Puzzles are distinct (by canonical key), an even share of n per size, drawn from
 seed + 1, ...; when the checkpoint records its held-out set (heldout.json), only puzzles in it are
 used, so no training puzzle is ever scored (small grids may then give fewer than n: the report
 says how many distinct puzzles it used). The JSON holds task, n, success_rate, precision, recall,
-f1, mean_reward, loose_success_rate, every reward component's mean and a per-size breakdown.
+f1, mean_reward, loose_success_rate, every reward component's mean, a per-size breakdown and the
+trivial baselines (held still, flood, the best cheap hack per task) on the same puzzles, also
+printed beside the model on stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import json
 import sys
 import time
 
-from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve
+from vrlvr.commands._policy_args import (
+    add_policy_arguments,
+    check_writable,
+    evaluate_resolved,
+    resolve,
+    write_atomic,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from vrlvr.train.data import eval_puzzles
 
     t0 = time.time()
+    if args.json:
+        check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
     task = s["task"]
     puzzles, stats = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"])
@@ -42,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     metrics, _ = evaluate_resolved(s, args, puzzles)
+    # trivial baselines (held still, flood, the best cheap hack) on the same puzzles and frames
+    from vrlvr.train.evaluate import BASELINE_KEYS, evaluate_baselines
+
+    baselines = evaluate_baselines(task, puzzles, s["video"], s["theme"])
     report = {
         "task": task.name,
         "n": metrics["n"],
@@ -49,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "loose_success_rate": metrics["loose_success_rate"],
         "components": metrics["components"],
         "per_size": metrics["per_size"],
+        "baselines": baselines,
         "n_requested": args.n,
         "n_distinct": len({p.key for p in puzzles}),
         "heldout_checked": s["allowed"] is not None,
@@ -60,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     }
     text = json.dumps(report, indent=2)
     if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+        write_atomic(args.json, text + "\n")
     print(text)
+    lines = ["vrlvr eval: the model beside trivial baselines", f"  {'':>9}  " + "  ".join(BASELINE_KEYS)]
+    for name, m in [("model", metrics), *baselines.items()]:
+        cells = ("-" if m[k] is None else f"{m[k]:.3f}" for k in BASELINE_KEYS)
+        lines.append(f"  {name:>9}  " + "  ".join(f"{c:>{len(k)}}" for c, k in zip(cells, BASELINE_KEYS)))
+    print("\n".join(lines), file=sys.stderr)
     return 0

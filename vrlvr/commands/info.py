@@ -20,6 +20,34 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _driver_loadable() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+def _explain_cuda(status) -> None:
+    """cudart reports a missing driver as "insufficient driver" (it cannot tell none from too old):
+    say which it is."""
+    dev = status.info.get("device_status") or {}
+    if status.usable or "InsufficientDriver" not in str(dev.get("error", "")):
+        return
+    built = status.detail.split(";")[0]
+    if not dev.get("driver_version") and not _driver_loadable():
+        status.detail = f"{built}; no device: no NVIDIA driver installed (libcuda.so.1 not found)"
+    else:
+        v = dev.get("driver_version") or 0
+        supports = f"supports CUDA {v // 1000}.{v % 1000 // 10}" if v else "version unknown"
+        status.detail = (
+            f"{built}; no device: the NVIDIA driver ({supports}) is older than the CUDA runtime vrlvr "
+            "was built with; update the driver"
+        )
+
+
 def collect() -> dict:
     from vrlvr import __version__
     from vrlvr.backends import all_statuses
@@ -27,7 +55,11 @@ def collect() -> dict:
     versions = {"vrlvr": __version__, "python": platform.python_version()}
     for dist in ("torch", "numpy", "numba", "triton", "diffusers", "peft", "transformers"):
         versions[dist] = _version(dist)
-    backends = {s.name: {"usable": s.usable, "detail": s.detail, "info": s.info} for s in all_statuses()}
+    statuses = all_statuses()
+    for s in statuses:
+        if s.name == "cuda":
+            _explain_cuda(s)
+    backends = {s.name: {"usable": s.usable, "detail": s.detail, "info": s.info} for s in statuses}
     return {"platform": platform.platform(), "versions": versions, "backends": backends}
 
 

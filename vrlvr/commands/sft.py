@@ -1,17 +1,27 @@
 """Supervised flow-matching fine-tuning (the SFT baseline) on rendered solution videos.
 
-    vrlvr sft --config configs/maze-tiny-sft.yaml [key=value ...] [--resume]
+    vrlvr sft --config configs/maze-tiny-sft.yaml [key=value ...]
+    vrlvr sft --resume out_dir=runs/maze-tiny-sft [optim.steps=2000 ...]
 
-Writes OUT/metrics.jsonl, OUT/checkpoints/ (full state, atomic) and OUT/final/ (the policy that
-``vrlvr eval --checkpoint`` and ``vrlvr sample --checkpoint`` take). Config keys (default, help):
+A new run refuses a non-empty out_dir (--overwrite empties a previous run's folder). --resume reads
+OUT/config.yaml, applies only the overrides given, and refuses changes to the model, task, data,
+sampling or optimizer settings the checkpoint was trained with; --resume auto resumes if possible.
+Writes OUT/config.yaml, OUT/metrics.jsonl, OUT/checkpoints/ (full state, atomic) and OUT/final/
+(the policy that ``vrlvr eval --checkpoint`` and ``vrlvr sample --checkpoint`` take).
+
+Config keys (default, help):
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
+from pathlib import Path
 
-from vrlvr.config import describe_config, load_config
+from vrlvr.config import describe_config
+from vrlvr.train.run_dir import add_run_arguments, run_overrides, start_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + "\n".join(f"  {k} = {d}: {h}" for k, d, h in describe_config(SFTConfig))
     )
     parser.add_argument("--config", help="YAML experiment file (configs/*-sft.yaml)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+    add_run_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-4"
@@ -32,11 +42,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.sft import train_sft
+    from vrlvr.train.checkpoint import latest_checkpoint
+    from vrlvr.train.sft import SFT_FROZEN, train_sft
     from vrlvr.train.sft_config import SFTConfig
 
-    cfg = load_config(SFTConfig, args.config, args.overrides)
-    result = train_sft(cfg, resume=args.resume, progress=not args.no_progress)
+    start = start_run(
+        SFTConfig,
+        args.config,
+        run_overrides(args),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        frozen=SFT_FROZEN,
+        prog="vrlvr sft",
+    )
+    cfg = start.cfg
+    out = Path(cfg.out_dir)
+    try:
+        result = train_sft(cfg, resume=start.checkpoint is not None, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError):
+        if start.checkpoint is None and latest_checkpoint(out) is None:
+            # a new run that failed before its first checkpoint leaves no folder to trip over
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"vrlvr sft: removed {out} (the run failed before its first checkpoint)", file=sys.stderr)
+        raise
     ev = result["eval"]
     summary = {
         "out_dir": cfg.out_dir,

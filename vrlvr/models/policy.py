@@ -19,6 +19,7 @@ into its input space:
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 from pathlib import Path
 
@@ -28,7 +29,15 @@ from torch import nn
 
 from vrlvr.models.conditioning import apply_condition, token_timesteps
 
-__all__ = ["VideoPolicy", "load_policy", "resolve_checkpoint", "SHIPPED_DIR", "SHIPPED_RECIPES"]
+__all__ = [
+    "VideoPolicy",
+    "load_policy",
+    "resolve_checkpoint",
+    "SHIPPED_DIR",
+    "SHIPPED_RECIPES",
+    "DEFAULT_LORA_TARGETS",
+    "LORA_WEIGHTS",
+]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 #: the command that makes each shipped checkpoint (README: "Checkpoints")
@@ -38,6 +47,10 @@ SHIPPED_RECIPES = {
     "sokoban-tiny": "vrlvr sft --config configs/sokoban-tiny-sft.yaml",
 }
 POLICY_FILE = "policy.json"
+#: the adapter file, in the diffusers LoRA format (keys ``transformer.*``; ``load_lora_weights`` reads it)
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+#: attention and FFN projections of every WanTransformer3DModel block
+DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
 
 
 class VideoPolicy(nn.Module, abc.ABC):
@@ -45,6 +58,10 @@ class VideoPolicy(nn.Module, abc.ABC):
 
     kind: str = ""
     transformer: nn.Module
+    #: {"rank", "alpha", "target_modules"} once ``add_lora`` ran, else None
+    lora: dict | None = None
+    #: run the transformer under torch.autocast in this dtype (bf16 on GPUs over fp32 master weights)
+    autocast_dtype: torch.dtype | None = None
 
     @property
     def patch_size(self) -> tuple[int, int, int]:
@@ -95,13 +112,130 @@ class VideoPolicy(nn.Module, abc.ABC):
         dtype = self.dtype
         inp = self.transformer_input(x, cond).to(dtype)  # [B, C', f, h, w]
         t = token_timesteps(sigma.to(x.device), x.shape, self.patch_size)  # [B, seq_len]
-        v = self.transformer(
-            hidden_states=inp, timestep=t, encoder_hidden_states=prompt_embeds.to(dtype), return_dict=False
-        )[0].float()  # [B, C, f, h, w]
+        amp = (
+            torch.autocast(x.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with amp:
+            v = self.transformer(
+                hidden_states=inp,
+                timestep=t,
+                encoder_hidden_states=prompt_embeds.to(dtype),
+                return_dict=False,
+            )[0]
+        v = v.float()  # [B, C, f, h, w]; fp32 from here on (log-probs, losses)
         return torch.cat([torch.zeros_like(v[:, :, :1]), v[:, :, 1:]], dim=2)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    # --- LoRA adapters (every kind: the transformer is always a diffusers WanTransformer3DModel) ---
+    def add_lora(
+        self, rank: int, alpha: float | None = None, target_modules: list[str] | None = None
+    ) -> None:
+        """Freeze the whole policy and add a peft LoRA adapter to the transformer's projections.
+
+        B is initialised to zero, so the adapted policy starts equal to the base. Adapter weights
+        are float32 even over a bf16 base (the optimizer updates them, and bf16 would round small
+        updates away)."""
+        from peft import LoraConfig
+
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        if self.lora:
+            raise ValueError("this policy already has a LoRA adapter")
+        targets = list(target_modules or DEFAULT_LORA_TARGETS)
+        names = [n for n, _ in self.transformer.named_modules()]
+        unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if unmatched:
+            raise ValueError(
+                f"LoRA targets {unmatched} match no module of the transformer; "
+                f"valid examples: {', '.join(DEFAULT_LORA_TARGETS)}"
+            )
+        self.requires_grad_(False)
+        alpha = float(alpha) if alpha else float(rank)
+        cfg = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=targets)
+        self.transformer.add_adapter(cfg)
+        for n, p in self.transformer.named_parameters():
+            if "lora_" in n:
+                p.data = p.data.float()
+                p.requires_grad_(True)
+        self.lora = {"rank": int(rank), "alpha": alpha, "target_modules": targets}
+
+    @contextlib.contextmanager
+    def adapters_disabled(self):
+        """The reference policy of GRPO's KL term: the same transformer with its LoRA adapters off
+        (no second copy of the model)."""
+        if not self.lora:
+            raise ValueError("this policy has no LoRA adapter to disable")
+        self.transformer.disable_adapters()
+        try:
+            yield self
+        finally:
+            self.transformer.enable_adapters()
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter weights, peft's keys (``blocks.0.attn1.to_q.lora_A.weight``, ...)."""
+        from peft.utils import get_peft_model_state_dict
+
+        if not self.lora:
+            raise ValueError("this policy has no LoRA adapter")
+        return get_peft_model_state_dict(self.transformer)
+
+    def merge_lora(self) -> None:
+        """Fold the adapter into the base weights (W += alpha / rank * B A) and remove it."""
+        if not self.lora:
+            raise ValueError("this policy has no LoRA adapter to merge")
+        self.transformer.fuse_lora()
+        self.transformer.unload_lora()
+        self.lora = None
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        """The policy's weights without adapters, under the keys of the plain model (peft renames a
+        wrapped layer's weight to ``...base_layer.weight``)."""
+        out = {}
+        for k, v in self.state_dict().items():
+            if "lora_" in k:
+                continue
+            out[k.replace(".base_layer.", ".")] = v
+        return out
+
+    def save_lora(self, path: str | Path) -> None:
+        """Write the adapter as ``pytorch_lora_weights.safetensors`` in the diffusers LoRA format,
+        with its metadata (rank, alpha, targets) so ``load_lora_weights`` scales it as trained."""
+        from diffusers import WanPipeline
+
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.lora_state_dict().items()}
+        WanPipeline.save_lora_weights(
+            Path(path),
+            transformer_lora_layers=state,
+            transformer_lora_adapter_metadata=self.transformer.peft_config["default"].to_dict(),
+        )
+
+    def load_lora(self, path: str | Path, lora: dict) -> None:
+        """Add the adapter described by ``lora`` (policy.json's record) and load its weights from
+        ``path / pytorch_lora_weights.safetensors``; a mismatch is an error, never a silent skip."""
+        self.add_lora(lora["rank"], lora["alpha"], lora["target_modules"])
+        self.set_lora_weights(path)
+
+    def set_lora_weights(self, path: str | Path) -> None:
+        """Load ``path / pytorch_lora_weights.safetensors`` into the existing adapter."""
+        from diffusers import WanPipeline
+        from peft.utils import set_peft_model_state_dict
+
+        path = Path(path)
+        if not (path / LORA_WEIGHTS).is_file():
+            raise FileNotFoundError(f"{path} records a LoRA adapter but has no {LORA_WEIGHTS}")
+        state = WanPipeline.lora_state_dict(str(path), weight_name=LORA_WEIGHTS, local_files_only=True)
+        state = state[0] if isinstance(state, tuple) else state
+        state = {k.removeprefix("transformer."): v for k, v in state.items()}
+        res = set_peft_model_state_dict(self.transformer, state)
+        if getattr(res, "unexpected_keys", None):
+            raise ValueError(f"{path}: LoRA weights do not fit the base model: {res.unexpected_keys[:5]}")
+        missing = [k for k in getattr(res, "missing_keys", None) or [] if "lora_" in k]
+        if missing:
+            raise ValueError(f"{path}: LoRA weights miss {len(missing)} adapter tensors: {missing[:5]}")
 
 
 def resolve_checkpoint(path_or_name: str | Path) -> Path:

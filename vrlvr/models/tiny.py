@@ -118,13 +118,22 @@ class TinyPixelPolicy(VideoPolicy):
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> None:
+        """policy.json + model.safetensors (the base weights, 4 MB: a tiny checkpoint is
+        self-contained) + with an adapter, pytorch_lora_weights.safetensors (diffusers LoRA format)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": self.kind, "config": dataclasses.asdict(self.config), **(extra or {})}
+        meta = {
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.config),
+            "lora": self.lora,
+            **(extra or {}),
+        }
         (path / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.base_state_dict().items()}
         save_file(state, str(path / WEIGHTS_FILE))
         os.chmod(path / WEIGHTS_FILE, 0o644)  # safetensors writes 0600; checkpoints ship and are shared
+        if self.lora:
+            self.save_lora(path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TinyPixelPolicy:
@@ -134,5 +143,10 @@ class TinyPixelPolicy(VideoPolicy):
         if not (path / WEIGHTS_FILE).is_file():
             raise FileNotFoundError(f"tiny-pixel checkpoint {path} has no {WEIGHTS_FILE}")
         state = {k: v.float() for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
-        policy.load_state_dict(state)
+        try:
+            policy.load_state_dict(state)
+        except RuntimeError as exc:  # shape or key mismatch: name the file, not a torch traceback
+            raise ValueError(f"{path / WEIGHTS_FILE} does not fit its policy.json config: {exc}") from None
+        if meta.get("lora"):
+            policy.load_lora(path, meta["lora"])
         return policy.to(device)

@@ -22,18 +22,15 @@ The folder is what ``WanPipeline.save_pretrained`` writes (and what the hub repo
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vrlvr.models.policy import POLICY_FILE, VideoPolicy
+from vrlvr.models.policy import LORA_WEIGHTS, POLICY_FILE, VideoPolicy
 
 __all__ = ["WanPolicy", "build_tiny_wan_folder", "is_wan_folder", "LORA_WEIGHTS"]
-
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 _SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer")
 
 
@@ -119,38 +116,6 @@ class WanPolicy(VideoPolicy):
         policy = cls(transformer, vae, text_encoder, tokenizer, folder, max_sequence_length)
         return policy.to(device)
 
-    # --- adapters ------------------------------------------------------------------------
-    def add_lora(
-        self, rank: int, alpha: float | None = None, target_modules: list[str] | None = None
-    ) -> None:
-        """Freeze the transformer and add a peft LoRA adapter (attention and FFN projections)."""
-        from peft import LoraConfig
-
-        targets = target_modules or ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
-        self.transformer.requires_grad_(False)
-        cfg = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights=True, target_modules=targets)
-        self.transformer.add_adapter(cfg)
-        for n, p in self.transformer.named_parameters():
-            if "lora_" in n:
-                p.data = p.data.float()  # adapters train in float32 even when the base is bf16
-        self.lora = {"rank": rank, "alpha": alpha or rank, "target_modules": targets}
-
-    @contextlib.contextmanager
-    def adapters_disabled(self):
-        """The reference policy of GRPO's KL term: the same transformer with its LoRA adapters off."""
-        if not self.lora:
-            raise ValueError("this Wan policy has no LoRA adapter to disable")
-        self.transformer.disable_adapters()
-        try:
-            yield self
-        finally:
-            self.transformer.enable_adapters()
-
-    def lora_state_dict(self) -> dict[str, torch.Tensor]:
-        from peft.utils import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(self.transformer)
-
     # --- codecs --------------------------------------------------------------------------
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         if (num_frames - 1) % self.scale_t:
@@ -202,8 +167,6 @@ class WanPolicy(VideoPolicy):
     # --- checkpoints ---------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         """LoRA: the adapter in the diffusers LoRA format; full fine-tune: transformer/."""
-        from diffusers import WanPipeline
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -214,13 +177,7 @@ class WanPolicy(VideoPolicy):
             **(extra or {}),
         }
         if self.lora:
-            # the adapter metadata (rank, alpha, targets) makes load_lora_weights scale it as trained;
-            # without it diffusers assumes alpha = rank
-            WanPipeline.save_lora_weights(
-                path,
-                transformer_lora_layers=self.lora_state_dict(),
-                transformer_lora_adapter_metadata=self.transformer.peft_config["default"].to_dict(),
-            )
+            self.save_lora(path)
         else:
             self.transformer.save_pretrained(path / "transformer")
         (path / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -233,20 +190,7 @@ class WanPolicy(VideoPolicy):
         meta = json.loads((path / POLICY_FILE).read_text())
         policy = cls.from_folder(meta["base"], device, dtype, meta.get("max_sequence_length", 512))
         if meta.get("lora"):
-            lora = meta["lora"]
-            policy.add_lora(lora["rank"], lora["alpha"], lora["target_modules"])
-            from diffusers import WanPipeline
-            from peft.utils import set_peft_model_state_dict
-
-            state = WanPipeline.lora_state_dict(str(path), weight_name=LORA_WEIGHTS, local_files_only=True)
-            state = state[0] if isinstance(state, tuple) else state
-            state = {k.removeprefix("transformer."): v for k, v in state.items()}
-            res = set_peft_model_state_dict(policy.transformer, state)
-            if getattr(res, "unexpected_keys", None):
-                raise ValueError(f"{path}: LoRA weights do not fit the base model: {res.unexpected_keys[:5]}")
-            missing = [k for k in getattr(res, "missing_keys", None) or [] if "lora_" in k]
-            if missing:
-                raise ValueError(f"{path}: LoRA weights miss {len(missing)} adapter tensors: {missing[:5]}")
+            policy.load_lora(path, meta["lora"])
         else:
             from diffusers import WanTransformer3DModel
 

@@ -31,21 +31,22 @@ same backend: the first PPO ratio is exactly 1. Gradients flow to v only (x and 
 v_ref is the frozen reference); sde_step itself records no graph (it is the sampler).
 
 Backends: see vrlvr.ops.dispatch ("torch", "cpu", "triton", "cuda"; ``backend=`` or
-$VRLVR_BACKEND forces one).
+$VRLVR_BACKEND forces one). The fast backends run as torch.library custom ops (vrlvr::sde_step,
+vrlvr::sde_logprob, vrlvr::sde_kl and their backward ops; vrlvr.ops.sde_library), so a
+torch.compile'd training step (fullgraph=True) calls the fused kernels without graph breaks; under
+torch.compile the backend is chosen once, when the graph is traced. The "torch" reference is plain
+torch code and not meant for fullgraph compilation (its host-side sigma checks break the graph).
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
 
-from vrlvr.ops import sde_backends
 from vrlvr.ops.dispatch import select_backend
 from vrlvr.ops.sde_args import (
-    COEF_CV,
-    COEF_KL_SCALE,
-    COEF_LOGP_SCALE,
     COEF_S,
     check_eta,
     check_like,
@@ -54,6 +55,7 @@ from vrlvr.ops.sde_args import (
     check_tensor,
     coefficients,
 )
+from vrlvr.ops.sde_library import sde_kl_op, sde_logprob_op, sde_step_op
 from vrlvr.ops.sde_reference import sde_kl_reference, sde_logprob_reference, sde_step_reference
 
 __all__ = ["SdeStep", "SdeStepWithMean", "sde_step", "sde_logprob", "sde_kl"]
@@ -70,20 +72,14 @@ class SdeStepWithMean(NamedTuple):
     mean: torch.Tensor  # fp32 [B, ...]: the step Gaussian's mean
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """[B, ...] -> contiguous [B, N] (a view when t is contiguous, else one copy)."""
-    return t.reshape(t.shape[0], -1).contiguous()
-
-
-def _on_device(table: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The float64 [B, COEF_COUNT] host table on the tensors' device. To a GPU it goes through
-    torch's caching pinned allocator and a non-blocking copy: a copy from pageable memory would
-    synchronise the stream, and the host would stop running ahead of the GPU on every step."""
-    if device.type == "cpu":
-        return table
-    if device.type == "cuda":
-        return table.pin_memory().to(device, non_blocking=True)
-    return table.to(device)
+def _sigma_arg(name: str, value) -> torch.Tensor | None:
+    """A float, 0-d or [B] tensor -> a tensor for the custom ops (which range-check it on the host);
+    None stays None (sigma_max's default)."""
+    if value is None or isinstance(value, torch.Tensor):
+        return None if value is None else value.detach()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)
+    raise ValueError(f"{name} must be a float or a tensor, got {type(value).__name__}")
 
 
 def _prepare(mode, eta, sigma, sigma_next, sigma_max, batch: int):
@@ -91,6 +87,27 @@ def _prepare(mode, eta, sigma, sigma_next, sigma_max, batch: int):
     eta = check_eta(eta, mode)
     s, sn, smax = check_sigmas(sigma, sigma_next, batch, sigma_max if mode == "sde" else None)
     return mode, eta, s, sn, smax
+
+
+def _fast_args(mode, eta, sigma, sigma_next, sigma_max):
+    """(sigma, sigma_next, sigma_max, eta, mode) as the custom ops take them; the sigmas are checked
+    inside the op."""
+    mode = check_mode(mode)
+    eta = check_eta(eta, mode)
+    return (
+        _sigma_arg("sigma", sigma),
+        _sigma_arg("sigma_next", sigma_next),
+        _sigma_arg("sigma_max", sigma_max) if mode == "sde" else None,  # only "sde" reads it
+        eta,
+        mode,
+    )
+
+
+@torch.compiler.assume_constant_result
+def _select(device: torch.device, backend: str | None) -> str:
+    """select_backend, seen by torch.compile as a constant (it reads the environment and probes
+    modules once per process: nothing a graph should trace)."""
+    return select_backend(device, backend)
 
 
 def _no_density(mode: str, what: str) -> None:
@@ -117,15 +134,16 @@ def sde_step(
     logp fp32 [B][, mean fp32 [B, ...]]). noise is a standard normal draw shaped like x (x's dtype)."""
     check_tensor("x", x)
     check_like("v", v, "x", x, same_dtype=False)
-    mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, x.shape[0])
+    mode = check_mode(mode)
     stochastic = mode != "ode"
     if stochastic:
         if noise is None:
             raise ValueError(f"noise is required for mode={mode!r} (a standard normal tensor shaped like x)")
         check_like("noise", noise, "x", x, same_dtype=True)
-    name = select_backend(x.device, backend)
+    name = _select(x.device, backend)
     with torch.no_grad():  # the sampler: gradients come from sde_logprob
         if name == "torch":
+            mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, x.shape[0])
             x_next, logp, mean = sde_step_reference(
                 x,
                 v,
@@ -139,64 +157,13 @@ def sde_step(
             logp = logp.to(torch.float32)
             mean = mean.to(torch.float32)
         else:
-            impl = sde_backends.get(name)
-            coef = _on_device(coefficients(mode, eta, s, sn, smax), x.device)
-            x_next2, logp, mean2 = impl.step(
-                _flat(x),
-                _flat(v),
-                _flat(noise) if stochastic else None,
-                coef,
-                stochastic=stochastic,
-                write_mean=return_mean,
+            s, sn, smax, eta, mode = _fast_args(mode, eta, sigma, sigma_next, sigma_max)
+            x_next, logp, mean = sde_step_op(
+                x, v, noise if stochastic else None, s, sn, smax, eta, mode, name, return_mean
             )
-            if logp is None:  # "ode": no density
-                logp = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
-            x_next = x_next2.view(x.shape)
-            mean = mean2.view(x.shape) if return_mean else None
     if return_mean:
         return SdeStepWithMean(x_next, logp, mean)
     return SdeStep(x_next, logp)
-
-
-class _LogProb(torch.autograd.Function):
-    """logp [B] of x_next [B, N] given x [B, N] and v [B, N] on a fast backend, fused backward."""
-
-    @staticmethod
-    def forward(ctx, x2, v2, xn2, coef, impl):
-        ctx.save_for_backward(x2, v2, xn2, coef)
-        ctx.impl = impl
-        return impl.logprob(x2, v2, xn2, coef)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_logp):
-        if not ctx.needs_input_grad[1]:
-            return None, None, None, None, None
-        x2, v2, xn2, coef = ctx.saved_tensors
-        # logp_b = const + logp_scale * mean_i r_i^2 with r = x' - cx x - cv v, so
-        # d logp_b / d v_bi = -2 logp_scale cv r_bi / N: one per-sample factor times the residual
-        k = grad_logp.to(torch.float64) * (-2.0 / x2.shape[1]) * coef[:, COEF_LOGP_SCALE] * coef[:, COEF_CV]
-        return None, ctx.impl.logprob_grad(x2, v2, xn2, coef, k.contiguous()), None, None, None
-
-
-class _Kl(torch.autograd.Function):
-    """kl [B] between the step Gaussians of v [B, N] and v_ref [B, N] on a fast backend."""
-
-    @staticmethod
-    def forward(ctx, v2, r2, coef, impl):
-        ctx.save_for_backward(v2, r2, coef)
-        ctx.impl = impl
-        return impl.kl(v2, r2, coef)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_kl):
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        v2, r2, coef = ctx.saved_tensors
-        # kl_b = kl_scale * mean_i (v - v_ref)^2, so d kl_b / d v_bi = 2 kl_scale (v - v_ref)_bi / N
-        k = grad_kl.to(torch.float64) * (2.0 / v2.shape[1]) * coef[:, COEF_KL_SCALE]
-        return ctx.impl.kl_grad(v2, r2, k.contiguous()), None, None, None
 
 
 def sde_logprob(
@@ -216,10 +183,10 @@ def sde_logprob(
     check_tensor("x", x)
     check_like("v", v, "x", x, same_dtype=False)
     check_like("x_next", x_next, "x", x, same_dtype=True)
-    mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, x.shape[0])
-    _no_density(mode, "log-prob")
-    name = select_backend(x.device, backend)
+    _no_density(check_mode(mode), "log-prob")
+    name = _select(x.device, backend)
     if name == "torch":
+        mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, x.shape[0])
         return sde_logprob_reference(
             x.detach(),
             v,
@@ -230,8 +197,8 @@ def sde_logprob(
             mode=mode,
             sigma_max=torch.from_numpy(smax),
         ).to(torch.float32)
-    coef = _on_device(coefficients(mode, eta, s, sn, smax), x.device)
-    return _LogProb.apply(_flat(x.detach()), _flat(v), _flat(x_next.detach()), coef, sde_backends.get(name))
+    s, sn, smax, eta, mode = _fast_args(mode, eta, sigma, sigma_next, sigma_max)
+    return sde_logprob_op(x.detach(), v, x_next.detach(), s, sn, smax, eta, mode, name)
 
 
 def sde_kl(
@@ -246,21 +213,22 @@ def sde_kl(
     backend: str | None = None,
 ) -> torch.Tensor:
     """fp32 KL [B] from the policy's step Gaussian (velocity v) to the reference policy's (v_ref):
-    mean((mean - mean_ref)^2) / (2 s^2) = cv^2 mean((v - v_ref)^2) / (2 s^2); differentiable w.r.t. v."""
+    mean((mean - mean_ref)^2) / (2 s^2) = cv^2 mean((v - v_ref)^2) / (2 s^2); differentiable w.r.t. v.
+    A step without noise (cps at sigma_next == 0) has no KL: ValueError."""
     check_tensor("v", v)
     check_like("v_ref", v_ref, "v", v, same_dtype=True)
-    mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, v.shape[0])
-    _no_density(mode, "KL")
-    coef = coefficients(mode, eta, s, sn, smax)
-    no_noise = (coef[:, COEF_S] == 0).nonzero()
-    if len(no_noise):
-        i = int(no_noise[0])
-        raise ValueError(
-            f"the KL is undefined for a step without noise (mode={mode!r}, sigma_next={sn[i]:g} "
-            f"at sample {i})"
-        )
-    name = select_backend(v.device, backend)
+    _no_density(check_mode(mode), "KL")
+    name = _select(v.device, backend)
     if name == "torch":
+        mode, eta, s, sn, smax = _prepare(mode, eta, sigma, sigma_next, sigma_max, v.shape[0])
+        # the same "no noise" check as the op's (on the coefficient table)
+        no_noise = (coefficients(mode, eta, s, sn, smax)[:, COEF_S] == 0).nonzero()
+        if len(no_noise):
+            i = int(no_noise[0])
+            raise ValueError(
+                f"the KL is undefined for a step without noise (mode={mode!r}, sigma_next={sn[i]:g} "
+                f"at sample {i})"
+            )
         return sde_kl_reference(
             v,
             v_ref,
@@ -270,4 +238,5 @@ def sde_kl(
             mode=mode,
             sigma_max=torch.from_numpy(smax),
         ).to(torch.float32)
-    return _Kl.apply(_flat(v), _flat(v_ref.detach()), _on_device(coef, v.device), sde_backends.get(name))
+    s, sn, smax, eta, mode = _fast_args(mode, eta, sigma, sigma_next, sigma_max)
+    return sde_kl_op(v, v_ref.detach(), s, sn, smax, eta, mode, name)

@@ -26,15 +26,20 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DatasetSpec", "puzzle_seed", "build_dataset", "read_keys", "SPLITS"]
+from vrlvr.tasks.video_io import X264_PRESETS
+
+__all__ = ["DatasetSpec", "puzzle_seed", "build_dataset", "read_keys", "SPLITS", "X264_PRESETS"]
 
 SPLITS = ("train", "test")
+# what a `vrlvr data` folder holds: --overwrite empties only folders that look like this
+_DATASET_MARKERS = ("metadata.jsonl", "dataset.json")
 
 
 def puzzle_seed(position: int, split: str) -> int:
@@ -66,6 +71,7 @@ class DatasetSpec:
     unique: bool = False
     exclude_keys: frozenset[str] = frozenset()
     progress: bool = True
+    overwrite: bool = False
 
     def validate(self) -> None:
         from vrlvr.tasks import get
@@ -82,8 +88,18 @@ class DatasetSpec:
             self.sizes = tuple(getattr(task, "default_sizes", ()) or ())
             if not self.sizes:
                 raise ValueError(f"task {self.task!r} has no default sizes; pass --sizes")
-        if self.num_frames < 1:
-            raise ValueError(f"--num-frames must be >= 1, got {self.num_frames}")
+        if self.num_frames < 2:
+            raise ValueError(f"--num-frames must be >= 2 (frame 0 is the puzzle), got {self.num_frames}")
+        if self.fps < 1:
+            raise ValueError(f"--fps must be >= 1, got {self.fps}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"--crf must lie in 0..51 (x264's range; 18: visually lossless), got {self.crf}")
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"unknown --preset {self.preset!r}; x264 presets: {', '.join(X264_PRESETS)}")
+        for name in ("cell_px", "height", "width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         if self.cell_px is not None:
             if self.height is not None or self.width is not None:
                 raise ValueError("give either --cell-px or --height/--width, not both")
@@ -96,12 +112,63 @@ class DatasetSpec:
             theme_index(self.theme)
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        for size in self.sizes:
+            # a bad size or difficulty option fails here, in one line, not in a worker
+            try:
+                task.generate(puzzle_seed(self.seed, self.split), size, **self.options)
+            except TypeError as exc:
+                raise ValueError(f"task {task.name!r} does not take these --option values: {exc}") from None
+
+
+def _prepare_out(out: str, overwrite: bool) -> bool:
+    """Refuse a non-empty output folder unless overwrite (then empty it, if it is a dataset folder):
+    old videos must never sit beside new metadata. Returns whether the folder is ours to remove on
+    failure (it was created or emptied here): whether it existed before."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if not os.path.isdir(out):
+        os.makedirs(out)
+        return False
+    if not os.listdir(out):
+        return True
+    if not overwrite:
+        raise ValueError(
+            f"--out {out} is not empty: pass --overwrite to replace the dataset there, or another --out"
+        )
+    if not any(os.path.exists(os.path.join(out, m)) for m in _DATASET_MARKERS):
+        raise ValueError(
+            f"--out {out} is not empty and holds no metadata.jsonl, so it is not a vrlvr data folder: "
+            "--overwrite only replaces datasets; choose another --out"
+        )
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    return True
+
+
+def _remove_partial(out: str, existed: bool) -> None:
+    """After a failure: remove what this run wrote, so no 0-byte video or .tmp file is left (the
+    folder was empty or created here, so everything in it is ours)."""
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def read_keys(path: str) -> frozenset[str]:
     """The canonical keys of a metadata.jsonl (or of the metadata.jsonl in a folder)."""
     if os.path.isdir(path):
         path = os.path.join(path, "metadata.jsonl")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--exclude {path}: no such metadata.jsonl")
     keys = set()
     with open(path) as fh:
         for i, line in enumerate(fh, start=1):
@@ -199,6 +266,15 @@ def build_dataset(spec: DatasetSpec) -> dict:
     from vrlvr.tasks import get
 
     task = get(spec.task)  # fail early in the parent (bad name, bad path)
+    existed = _prepare_out(spec.out, spec.overwrite)
+    try:
+        return _build(spec, task)
+    except BaseException:
+        _remove_partial(spec.out, existed)
+        raise
+
+
+def _build(spec: DatasetSpec, task) -> dict:
     for sub in ("puzzles", "frames") + (("videos",) if spec.video else ()):
         os.makedirs(os.path.join(spec.out, sub), exist_ok=True)
     meta_path = os.path.join(spec.out, "metadata.jsonl")

@@ -1,6 +1,6 @@
 """FlowFree: Hamiltonian-path generation, an exact DFS solver, colour-by-colour path videos.
 
-Text format (DESIGN.md): one string per row, a letter is a colour's endpoint (each letter exactly
+Text format (docs/contracts.md): one string per row, a letter is a colour's endpoint (each letter exactly
 twice), ``.`` is empty. Letters are A-Z, a-z (case-sensitive) and digits 0-9. A solution is the
 filled grid in the same letters. Valid: every cell filled, each colour one simple path joining its
 two endpoints (endpoints have exactly one same-colour neighbour, path cells exactly two).
@@ -332,7 +332,7 @@ class FlowFreeTask(Task):
         cells one simple path joining its endpoints (endpoints: exactly one same-colour neighbour,
         other cells exactly two; which rules out crossings, branches, loops and paths touching
         themselves). reward = 0.15 path validity + 0.35 endpoint preservation + 0.30 colour
-        connectivity + 0.20 fill (DESIGN.md's weights; each term a fraction)."""
+        connectivity + 0.20 fill (the paper's weights; each term a fraction)."""
         try:
             rows = self._as_rows(puzzle, solution)
         except ValueError as exc:

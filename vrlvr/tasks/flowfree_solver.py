@@ -9,7 +9,7 @@ target must finish. After each move the node is pruned when
   target (it could never become a path cell of degree two);
 - an unfinished colour's head and target no longer border a common region of empty cells;
 - an empty region borders no unfinished colour that could enter and leave it (nobody can fill it).
-A solution fills every cell (DESIGN.md's validity rule), so the search only accepts full grids.
+A solution fills every cell (the validity rule of docs/contracts.md), so the search only accepts full grids.
 The search is exact: it returns a solution whenever one exists, None otherwise.
 """
 

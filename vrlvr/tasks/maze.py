@@ -1,6 +1,6 @@
 """Maze: perfect mazes on an odd wall grid, BFS solving, path-growing videos.
 
-Text format (DESIGN.md): the wall grid, one string per row, ``#`` wall, `` `` open, ``S`` start,
+Text format (docs/contracts.md): the wall grid, one string per row, ``#`` wall, `` `` open, ``S`` start,
 ``G`` goal. A cell (r, c) of an m x m maze sits at wall-grid position (2r+1, 2c+1); ``size`` is the
 wall-grid side (odd, 7..21), so m = (size - 1) / 2. A solution is the list of (row, col) wall-grid
 positions from S to G, each a 4-neighbour of the one before.
@@ -22,11 +22,28 @@ import numpy as np
 from vrlvr.tasks.base import Task, Verdict
 from vrlvr.tasks.textgrid import GRID_NEIGHBOURS, TextGridPuzzle, parse_char_grid
 
-__all__ = ["MazePuzzle", "MazeSolution", "MazeTask", "MIN_SIZE", "MAX_SIZE", "ALGORITHMS"]
+__all__ = [
+    "MazePuzzle",
+    "MazeSolution",
+    "MazeTask",
+    "MIN_SIZE",
+    "MAX_SIZE",
+    "ALGORITHMS",
+    "DISTRIBUTIONS",
+]
 
 MIN_SIZE, MAX_SIZE = 7, 21
 ALGORITHMS = ("backtracker", "kruskal", "wilson")
-ENDPOINTS = ("diameter", "corners")
+ENDPOINTS = ("partial", "diameter", "corners")
+# The default distribution ("reasoning"): a uniform spanning tree (Wilson; many branches and dead
+# ends) with S and G at random cells whose path covers PARTIAL_COVER of the open cells and, when
+# the maze allows it, bends away from the straight line. The old one (backtracker + diameter) has
+# its path cover 67-90% of the open cells, so painting every corridor is nearly the answer.
+DISTRIBUTIONS = {
+    "reasoning": {"algorithm": "wilson", "endpoints": "partial"},
+    "classic": {"algorithm": "backtracker", "endpoints": "diameter"},
+}
+PARTIAL_COVER = (0.2, 0.45)
 
 OPEN, WALL, START, GOAL, PATH = range(5)
 
@@ -169,6 +186,41 @@ def _farthest(dist: np.ndarray) -> tuple[int, int]:
     return int(r), int(c)
 
 
+def _partial_endpoints(
+    open_grid: np.ndarray, m: int, rng: np.random.Generator
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """S and G at cells whose path (S and G included) holds PARTIAL_COVER of the open cells.
+
+    Among the pairs in that band, pairs whose path is longer than their Manhattan distance (the
+    straight line is blocked, so the path must be searched for) are preferred. Tries a few random
+    starts; falls back to the pair whose length is nearest the band's middle."""
+    n_open = int(open_grid.sum())
+    lo = max(5, int(np.ceil(PARTIAL_COVER[0] * n_open)))  # 5 = two cells apart at least
+    hi = max(lo, int(np.floor(PARTIAL_COVER[1] * n_open)))
+    mid = (lo + hi) / 2
+    cell_mask = np.zeros_like(open_grid)
+    cell_mask[1::2, 1::2] = True
+    rr, cc = np.mgrid[: open_grid.shape[0], : open_grid.shape[1]]
+    best, best_gap = None, None
+    for k, s in enumerate(rng.permutation(m * m)):
+        start = (2 * int(s // m) + 1, 2 * int(s % m) + 1)
+        length = _bfs(open_grid, start)[0] + 1  # [R, C] path length in cells, S and G included
+        band = cell_mask & (length >= lo) & (length <= hi)
+        detour = band & (length - 1 > np.abs(rr - start[0]) + np.abs(cc - start[1]))
+        pick = detour if detour.any() else band
+        if pick.any() and (detour.any() or k >= 3):
+            cand = np.argwhere(pick)
+            g = cand[int(rng.integers(len(cand)))]
+            return start, (int(g[0]), int(g[1]))
+        gap = np.where(cell_mask & (length > 1), np.abs(length - mid), np.inf)
+        if best_gap is None or gap.min() < best_gap:
+            best_gap = float(gap.min())
+            best = (start, _farthest(-gap))
+        if k >= 8:
+            break
+    return best
+
+
 # --- the task ---------------------------------------------------------------------------------
 
 
@@ -185,19 +237,28 @@ class MazeTask(Task):
         self,
         seed: int,
         size: int = 11,
-        algorithm: str = "backtracker",
-        endpoints: str = "diameter",
+        algorithm: str | None = None,
+        endpoints: str | None = None,
+        distribution: str = "reasoning",
         **difficulty: Any,
     ) -> MazePuzzle:
         """A perfect maze on a ``size`` x ``size`` wall grid (odd, 7..21).
 
-        ``algorithm``: "backtracker" (default; long corridors), "kruskal" or "wilson" (uniform
-        spanning tree). ``endpoints``: "diameter" (default; S and G are the two ends of the
-        longest shortest path, found by double BFS, which is exact on a tree) or "corners"
-        (top-left and bottom-right cells).
+        ``distribution`` names a preset of the two options below: "reasoning" (default; wilson +
+        partial) or "classic" (backtracker + diameter, the original distribution, same puzzles
+        per seed as before); ``algorithm`` / ``endpoints`` given explicitly override it.
+        ``algorithm``: "backtracker" (long corridors), "kruskal" or "wilson" (uniform spanning
+        tree). ``endpoints``: "partial" (random cells whose path covers 20-45% of the open cells,
+        preferring a path that cannot go straight), "diameter" (the two ends of the longest
+        shortest path, found by double BFS, which is exact on a tree) or "corners" (top-left and
+        bottom-right cells).
         """
         if difficulty:
             raise ValueError(f"maze.generate: unknown options {sorted(difficulty)}")
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown maze distribution {distribution!r}; choose from {list(DISTRIBUTIONS)}")
+        algorithm = DISTRIBUTIONS[distribution]["algorithm"] if algorithm is None else algorithm
+        endpoints = DISTRIBUTIONS[distribution]["endpoints"] if endpoints is None else endpoints
         size = int(size)
         if size % 2 == 0 or not MIN_SIZE <= size <= MAX_SIZE:
             raise ValueError(
@@ -215,6 +276,8 @@ class MazeTask(Task):
             grid[r0 + r1 + 1, c0 + c1 + 1] = False
         if endpoints == "corners":
             start, goal = (1, 1), (size - 2, size - 2)
+        elif endpoints == "partial":
+            start, goal = _partial_endpoints(~grid, m, rng)
         else:
             probe = (2 * int(rng.integers(m)) + 1, 2 * int(rng.integers(m)) + 1)
             start = _farthest(_bfs(~grid, probe)[0])

@@ -1,6 +1,6 @@
 """Sokoban: reverse-play generation, a move-optimal BFS solver, one player move per frame.
 
-Text format: XSB (DESIGN.md): ``#`` wall, `` `` floor, ``$`` box, ``.`` goal, ``*`` box on goal,
+Text format: XSB (docs/contracts.md): ``#`` wall, `` `` floor, ``$`` box, ``.`` goal, ``*`` box on goal,
 ``@`` player, ``+`` player on goal; ``-`` and ``_`` are accepted as floor (common XSB variants).
 Rows may be ragged (trailing blanks stripped): short rows are padded with blanks. Non-wall cells
 walled off from the player, every box and every goal (flood fill through non-wall cells) are

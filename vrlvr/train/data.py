@@ -90,9 +90,21 @@ def write_heldout(
     Path(path).write_text(json.dumps(rec) + "\n")
 
 
-def read_heldout(folder: str | Path) -> dict | None:
+def read_heldout(folder: str | Path, task_name: str | None = None) -> dict | None:
+    """A checkpoint's held-out record ({"task", "sizes", "n", "seed", "keys"}), or None. A run on
+    several tasks (``vrlvr-train`` with a mixed batch) records {"tasks": {name: record}}: pass
+    ``task_name`` to get that task's record (None when it has none)."""
     p = Path(folder) / HELDOUT_FILE
-    return json.loads(p.read_text()) if p.is_file() else None
+    if not p.is_file():
+        return None
+    rec = json.loads(p.read_text())
+    if "tasks" in rec:
+        if task_name is None:
+            raise ValueError(
+                f"{p} holds several tasks' held-out sets ({sorted(rec['tasks'])}); name the task"
+            )
+        return rec["tasks"].get(task_name)
+    return rec
 
 
 def seen_by(prior: dict | None, task_name: str, puzzles: list[EvalPuzzle]) -> list[EvalPuzzle]:

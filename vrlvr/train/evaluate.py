@@ -10,6 +10,10 @@ generates videos with Euler ODE sampling from each puzzle's first frame and prom
 "loose" success is the verifier's looser criterion where it reports one (maze: the
 ``paper_success`` component, the VideoRLVR paper's "S and G connected, no paint on walls"),
 otherwise the strict success.
+
+``evaluate_baselines(task, puzzles, video)`` scores the task's trivial baselines
+(``vrlvr.verify.baselines``: held still, flood, the best cheap hack) on the same puzzles, frames
+and theme, so a model's numbers can be read against them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from tqdm.auto import tqdm
 from vrlvr.models.sampling import generate_videos
 from vrlvr.train.data import EvalPuzzle, VideoSpec
 
-__all__ = ["verify_group", "evaluate", "aggregate"]
+__all__ = ["verify_group", "evaluate", "aggregate", "evaluate_baselines", "BASELINE_KEYS"]
 
 
 def verify_group(task, puzzles: list, videos: np.ndarray, theme: int | str = 0) -> list:
@@ -122,3 +126,40 @@ def evaluate(
         for size, idx in sorted(by_size.items())
     }
     return metrics, records
+
+
+BASELINE_KEYS = ("success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward")
+
+
+def evaluate_baselines(
+    task, puzzles: list[EvalPuzzle], video: VideoSpec, theme: int | str = 0, names=None
+) -> dict[str, dict]:
+    """{baseline name: {success_rate, loose_success_rate, precision, recall, f1, mean_reward}} of the
+    task's trivial baselines on ``puzzles``, painted with ``video``'s frames and ``theme`` and
+    verified like a model's videos ({} for a task without baselines)."""
+    from vrlvr.verify.baselines import BASELINES, baseline_states
+
+    names = BASELINES.get(task.name, ()) if names is None else tuple(names)
+    by_size: dict[int, list[EvalPuzzle]] = defaultdict(list)
+    for p in puzzles:
+        by_size[p.size].append(p)
+    out = {}
+    for name in names:
+        verdicts = []
+        for group in by_size.values():  # one frame size per group: one batched verifier call
+            ps = [g.puzzle for g in group]
+            videos = np.stack(
+                [
+                    task.paint(
+                        p,
+                        baseline_states(task, p, name, video.num_frames),
+                        task.render_layout(p, video.height, video.width, video.cell_px),
+                        theme,
+                    )
+                    for p in ps
+                ]
+            )  # uint8 [B, F, H, W, 3]
+            verdicts += verify_group(task, ps, videos, theme)
+        metrics = aggregate(verdicts)
+        out[name] = {k: metrics[k] for k in BASELINE_KEYS}
+    return out

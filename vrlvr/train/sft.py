@@ -7,13 +7,12 @@ clean conditioning frame 0. AdamW, linear warm-up then cosine (or constant), glo
 Full fine-tune for tiny-pixel; LoRA (peft) or full for Wan.
 
 Run folder: config.yaml (resolved), heldout.json, metrics.jsonl (one JSON object per logged step
-and per evaluation), checkpoints/ (full state, atomic; ``resume=True`` continues the latest), and
-final/ (the policy alone: what ``--checkpoint`` takes).
+and per evaluation), checkpoints/ (full state and ``checkpoint_meta``, atomic; ``resume=True``
+continues the latest), and final/ (the policy alone: what ``--checkpoint`` takes).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -50,11 +49,32 @@ from vrlvr.train.data import (
     size_quotas,
     write_heldout,
 )
+from vrlvr.train.device import resolve_device
 from vrlvr.train.evaluate import evaluate
+from vrlvr.train.logger import MetricsLogger
+from vrlvr.train.run_dir import check_checkpoint_meta, checkpoint_meta
 from vrlvr.train.sft_config import ModelConfig, SFTConfig
 from vrlvr.verify import RULES
 
-__all__ = ["flow_matching_loss", "build_policy", "lr_lambda", "train_sft", "pick_device"]
+__all__ = ["flow_matching_loss", "build_policy", "lr_lambda", "train_sft", "pick_device", "SFT_FROZEN"]
+
+# what a resumed SFT run may not change: it shapes the model, the task, the data or the optimizer
+# state the checkpoint holds (AdamW restores its own lr/betas, so a new value would be ignored)
+SFT_FROZEN = (
+    "model",
+    "data",
+    "heldout",
+    "sampling",
+    "seed",
+    "optim.batch_size",
+    "optim.lr",
+    "optim.weight_decay",
+    "optim.betas",
+    "optim.warmup_steps",
+    "optim.decay",
+    "optim.grad_clip",
+    "optim.sigma_sampling",
+)
 
 
 def flow_matching_loss(
@@ -78,9 +98,8 @@ def flow_matching_loss(
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """'auto', 'cpu', 'cuda[:N]' -> torch.device; a clear ValueError for anything unusable."""
+    return resolve_device(name)
 
 
 def build_policy(cfg: ModelConfig, device: torch.device) -> VideoPolicy:
@@ -92,8 +111,18 @@ def build_policy(cfg: ModelConfig, device: torch.device) -> VideoPolicy:
         return TinyPixelPolicy(cfg.tiny).to(device)
     from vrlvr.models.wan import WanPolicy
 
-    policy = WanPolicy.from_folder(cfg.path, device=device, max_sequence_length=cfg.max_sequence_length)
-    if cfg.lora_rank > 0:
+    full = cfg.lora_rank == 0
+    # a full fine-tune keeps fp32 master weights (bf16 weights would round small AdamW updates
+    # away) and runs the transformer under bf16 autocast on GPUs; LoRA keeps the base as loaded
+    policy = WanPolicy.from_folder(
+        cfg.path,
+        device=device,
+        dtype=torch.float32 if full else None,
+        max_sequence_length=cfg.max_sequence_length,
+    )
+    if full and device.type == "cuda":
+        policy.autocast_dtype = torch.bfloat16
+    if not full:
         policy.add_lora(cfg.lora_rank, cfg.lora_alpha)
     return policy
 
@@ -110,20 +139,10 @@ def lr_lambda(warmup: int, steps: int, decay: str):
     return f
 
 
-def _log(path: Path, record: dict) -> None:
-    with path.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop records logged after the checkpoint (they will be logged again)."""
-    if path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
 def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Run SFT as configured (``resume``: continue OUT/checkpoints/latest exactly).
+    """Run SFT as configured (``resume``: continue OUT/checkpoints/latest exactly; its recorded
+    config must agree with ``cfg`` on SFT_FROZEN). A fresh start refuses a folder that already
+    holds checkpoints: ``vrlvr.train.run_dir.start_run`` decides new / resume / overwrite first.
 
     Returns {"step": last step, "eval": the final held-out metrics, "minutes": wall time}."""
     from vrlvr import tasks
@@ -136,6 +155,20 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     device = pick_device(cfg.device)
     task = tasks.get(cfg.data.task)
     d = cfg.data
+    ckpt = latest_checkpoint(run)
+    if resume and ckpt is None:
+        raise ValueError(f"nothing to resume: no checkpoint under {run / 'checkpoints'}")
+    if not resume and ckpt is not None:
+        # a fresh start would mix its checkpoints and metrics with the old run's
+        raise ValueError(
+            f"{run} already holds checkpoints ({ckpt.name}): resume it, or empty the folder "
+            "(vrlvr sft --overwrite) to start a new run there"
+        )
+    if not resume:
+        ckpt = None
+    saved_state = load_train_state(ckpt) if ckpt is not None else None
+    if saved_state is not None:  # the checkpoint itself must agree with the config it resumes with
+        check_checkpoint_meta(saved_state.get("meta"), cfg, SFT_FROZEN, ckpt, "vrlvr sft")
 
     # held-out puzzles: never trained on; their prefix is the periodic evaluation set
     heldout, _ = eval_puzzles(task, d.sizes, cfg.heldout.n, cfg.heldout.seed)
@@ -159,9 +192,6 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
         for p in [q for q in heldout if q.size == size][:k]
     ]
 
-    ckpt = latest_checkpoint(run) if resume else None
-    if resume and ckpt is None:
-        print(f"vrlvr sft: no checkpoint under {run / 'checkpoints'}; starting from scratch")
     torch.manual_seed(cfg.seed)
     policy = load_policy(ckpt, device=device) if ckpt else build_policy(cfg.model, device)
     policy.train()
@@ -178,20 +208,24 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
         stream = SolutionStream(task, d.sizes, heldout_keys, d.seed, video, d.themes)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step = 0
-    if ckpt is not None:
-        state = load_train_state(ckpt)
+    if saved_state is not None:
+        state = saved_state
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         stream.load_state(state["data"])
         set_rng_state(state["rng"], gen)
         step = state["step"]
-    metrics_path = run / "metrics.jsonl"
-    if ckpt is not None:
-        _truncate_metrics(metrics_path, step)
-    else:
-        metrics_path.unlink(missing_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-    policy_extra = {"task": task.name, "data": asdict(d), "sampling": asdict(cfg.sampling)}
+    # metrics.jsonl (+ TensorBoard when installed); on resume, lines after the checkpoint are dropped
+    logger = MetricsLogger(run, resume_step=step if ckpt is not None else None)
+    atomic_write_text(run / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
+    meta = checkpoint_meta(cfg)
+    policy_extra = {
+        "task": task.name,
+        "data": asdict(d),
+        "sampling": asdict(cfg.sampling),
+        "vrlvr_version": meta["vrlvr_version"],
+        "config_hash": meta["config_hash"],
+    }
 
     def run_eval() -> dict:
         if task.name not in RULES:  # a user task with no registered rules can train, not score
@@ -217,7 +251,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
             "eval": {k: v for k, v in m.items() if k != "per_size"},
             "eval_per_size": m["per_size"],
         }
-        _log(metrics_path, rec)
+        logger.log(rec)
         return m
 
     def checkpoint() -> None:
@@ -226,6 +260,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
             "scheduler": sched.state_dict(),
             "data": stream.state(),
             "rng": rng_state(gen),
+            "meta": meta,
         }
         save_checkpoint(
             run, step, policy, state, {**policy_extra, "step": step}, run / HELDOUT_FILE, cfg.keep_checkpoints
@@ -248,8 +283,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.log_every == 0 or step == o.steps:
             dt = time.time() - t_log
-            _log(
-                metrics_path,
+            logger.log(
                 {
                     "step": step,
                     "loss": loss.item(),
@@ -277,4 +311,5 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     policy.save(tmp_final, extra={**policy_extra, "step": step})
     (tmp_final / HELDOUT_FILE).write_bytes((run / HELDOUT_FILE).read_bytes())
     replace_dir(tmp_final, run / "final")
+    logger.close()
     return {"step": step, "eval": last_eval, "minutes": (time.time() - t_start) / 60}

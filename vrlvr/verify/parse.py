@@ -38,9 +38,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["parse_frames", "patch_bounds", "patch_steps", "as_frames_array", "BACKENDS"]
+__all__ = ["parse_frames", "patch_bounds", "patch_steps", "as_frames_array", "BACKENDS", "DEFAULT_MAX_DIST"]
 
 BACKENDS = ("native", "numpy")
+# Default "unknown" threshold (RGB units). Palette colours are >= 100 apart, so a cell within 60 of
+# its nearest colour is unambiguous; libx264 at crf 23 plus pixel noise moves a flat cell's median
+# by under 30, while uniform noise (median ~ grey) lies >= 139 from every maze / Sokoban colour.
+DEFAULT_MAX_DIST = 60.0
 
 
 def patch_bounds(
@@ -177,7 +181,7 @@ def parse_frames(
     *,
     bbox: Sequence[float] | None = None,
     patch: float = 0.5,
-    max_dist: float | None = None,
+    max_dist: float | None = DEFAULT_MAX_DIST,
     backend: str | None = None,
     samples_per_side: int | None = 16,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +194,8 @@ def parse_frames(
     bbox: (top, left, height, width) of the grid in pixels (fractional allowed); default the frame.
     patch: fraction of each cell side read around its centre.
     max_dist: label -1 ("unknown") where the median colour is farther than this from every
-        palette colour (RGB units, 0..441); None: always the nearest colour.
+        palette colour (RGB units, 0..441; default DEFAULT_MAX_DIST = 60); None: always the
+        nearest colour.
     backend: "native" (default; env VRLVR_PARSE_BACKEND overrides the default) or "numpy".
     samples_per_side: read at most this many evenly strided pixels along each patch side (None:
         every pixel).

@@ -23,11 +23,20 @@ import numpy as np
 from vrlvr.tasks.base import Verdict
 from vrlvr.verify.flowfree import FlowFreeRewardConfig, check_flowfree
 from vrlvr.verify.maze import MazeRewardConfig, check_maze
-from vrlvr.verify.parse import as_frames_array, parse_frames
+from vrlvr.verify.parse import DEFAULT_MAX_DIST, as_frames_array, parse_frames
 from vrlvr.verify.sokoban import SokobanRewardConfig, check_sokoban
 from vrlvr.verify.truth import truth_for
 
-__all__ = ["RULES", "verify_states", "verify_video", "verify_batch", "detect_theme", "video_geometry"]
+__all__ = [
+    "RULES",
+    "PRESETS",
+    "reward_config",
+    "verify_states",
+    "verify_video",
+    "verify_batch",
+    "detect_theme",
+    "video_geometry",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,27 @@ RULES: dict[str, Rules] = {
     "flowfree": Rules(check_flowfree, FlowFreeRewardConfig),
     "sokoban": Rules(check_sokoban, SokobanRewardConfig),
 }
+
+
+PRESETS = ("default", "paper")
+
+
+def reward_config(task, preset: str = "default", **overrides: Any):
+    """The reward config of ``task`` (a Task or its name) under a preset, with fields overridden.
+
+    ``preset``: "default" (the rewards RL trains on: no credit for hacks, monotone honest
+    progress) or "paper" (the VideoRLVR paper's decomposition and weights). ``overrides``: any field
+    of the task's config class (MazeRewardConfig, FlowFreeRewardConfig, SokobanRewardConfig), e.g.
+    ``reward_config("maze", "paper", precision_exponent=3.0)``."""
+    task = _task(task)
+    rules = _rules(task)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown reward preset {preset!r}; choose from {list(PRESETS)}")
+    fields = set(rules.config.__dataclass_fields__) - {"preset"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"{rules.config.__name__} has no field(s) {unknown}; known: {sorted(fields)}")
+    return rules.config.from_preset(preset, **overrides)
 
 
 def _task(task):
@@ -120,7 +150,7 @@ def verify_video(
     bbox: Sequence[float] | None = None,
     config: Any = None,
     patch: float = 0.5,
-    max_dist: float | None = None,
+    max_dist: float | None = DEFAULT_MAX_DIST,
     backend: str | None = None,
 ) -> Verdict:
     """One video uint8 [F, H, W, 3] of ``puzzle`` -> Verdict (pixels -> label grids -> rules).
@@ -131,7 +161,8 @@ def verify_video(
     bbox: the grid's (top, left, height, width) in pixels; default: the task's layout for the frame
         size.
     config: the task's reward config (MazeRewardConfig, FlowFreeRewardConfig, SokobanRewardConfig).
-    patch, max_dist, backend: passed to parse_frames.
+    patch, max_dist, backend: passed to parse_frames (max_dist: cells farther than this from every
+        palette colour read as unknown; None turns that off).
     """
     return verify_batch(
         task,
@@ -155,7 +186,7 @@ def verify_batch(
     bboxes: Sequence[Sequence[float] | None] | None = None,
     config: Any = None,
     patch: float = 0.5,
-    max_dist: float | None = None,
+    max_dist: float | None = DEFAULT_MAX_DIST,
     backend: str | None = None,
 ) -> list[Verdict]:
     """Verify N videos of N puzzles (e.g. a GRPO group: B puzzles x G rollouts, puzzles repeated).

@@ -170,6 +170,13 @@ VRLVR_HD inline float step_mean(float cx, float cv, float x, float v) {
 #endif
 }
 
+// The sample x' = mean + s * noise, rounded to the storage type of x (the CUDA kernels call this
+// on values they loaded as vectors).
+template <typename TX>
+VRLVR_HD inline TX sample(float m, float s, float noise) {
+  return from_float<TX>(m + s * noise);
+}
+
 // One sampled element: writes x' (rounded to the storage type of x) and the mean, and returns the
 // squared residual of the value actually stored. Scoring the stored sample, not the fp32 one,
 // is what makes the rollout's logp and a later sde_logprob of the same x' identical.
@@ -177,7 +184,7 @@ template <typename TX, typename TV>
 VRLVR_HD inline float step_element(float cx, float cv, float s, TX x, TV v, TX noise, TX* x_next,
                                    float* mean) {
   const float m = step_mean(cx, cv, to_float(x), to_float(v));
-  const TX stored = from_float<TX>(m + s * to_float(noise));
+  const TX stored = sample<TX>(m, s, to_float(noise));
   store(x_next, stored);
   *mean = m;
   const float r = to_float(stored) - m;

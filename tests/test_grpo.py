@@ -1,0 +1,425 @@
+"""SDE-GRPO trainer: the objective against a plain-torch reference, rollout invariants, the
+first-epoch ratio, zero-variance groups, non-finite steps, outputs of a run, mixed tasks, the Wan path.
+
+Every run here uses a 1-layer tiny-pixel policy built from config and saved as a run folder
+(``tiny_init``), 7x7 mazes at 4 px (28 x 28) and 3 frames, so a step takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vrlvr import tasks
+from vrlvr.config import load_config
+from vrlvr.models.configs import TinyPixelConfig
+from vrlvr.models.schedule import flow_sigmas
+from vrlvr.models.tiny import TinyPixelPolicy
+from vrlvr.tasks.base import Verdict
+from vrlvr.tasks.maze import MazeTask
+from vrlvr.train.data import VideoSpec
+from vrlvr.train.grpo import (
+    PuzzleStream,
+    TrainingDiverged,
+    backward_grpo_loss,
+    buckets_of,
+    build_rl_policy,
+    group_advantages,
+    ppo_loss,
+    train_grpo,
+)
+from vrlvr.train.grpo_config import GRPOConfig
+from vrlvr.train.rollout import rollout_seed, sample_rollouts
+
+TINY = TinyPixelConfig(num_layers=1, num_heads=2, head_dim=8, ffn_dim=32, text_dim=16, freq_dim=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory) -> Path:
+    """A random 1-layer tiny-pixel policy saved as a checkpoint folder (no held-out record)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("init") / "tiny"
+    TinyPixelPolicy(TINY).save(folder, extra={"task": "maze"})
+    return folder
+
+
+def small_cfg(out: Path, init: Path, *extra: str) -> GRPOConfig:
+    return load_config(
+        GRPOConfig,
+        None,
+        [
+            f"out_dir={out}",
+            f"model.init={init}",
+            "data.task=maze",
+            "data.sizes=[7]",
+            "data.num_frames=3",
+            "heldout.n=8",
+            "eval.n=4",
+            "eval.batch_size=8",
+            "sampling.steps=4",
+            "grpo.prompts_per_step=2",
+            "grpo.group_size=4",
+            "grpo.micro_batch=4",
+            "lora.rank=4",
+            "optim.steps=2",
+            "optim.lr=1e-3",
+            "threads=2",
+            *extra,
+        ],
+    )
+
+
+# --- the objective, pieces -----------------------------------------------------------------
+def test_group_advantages_normalise_within_groups_and_skip_constant_groups():
+    r = torch.tensor([[0.0, 1.0, 0.5, 0.5], [0.3, 0.3, 0.3, 0.3]], dtype=torch.float64)
+    adv, keep = group_advantages(r, adv_clip=5.0)
+    assert keep.tolist() == [True, False]
+    assert torch.equal(adv[1], torch.zeros(4, dtype=torch.float64))
+    assert adv[0].mean().abs() < 1e-12 and abs(float(adv[0].std(unbiased=False)) - 1.0) < 1e-9
+    clipped, _ = group_advantages(torch.tensor([[0.0] * 15 + [1.0]]), adv_clip=2.0)
+    assert float(clipped.max()) == 2.0  # (1 - 1/16) / std = 3.87 before the clip
+
+
+def test_ppo_loss_is_the_clipped_surrogate():
+    logp_old = torch.zeros(4)
+    logp = torch.log(torch.tensor([0.5, 1.5, 0.5, 1.5]))
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    loss, ratio = ppo_loss(logp, logp_old, adv, clip_range=0.2)
+    # A > 0: min(r, clip(r)) * A; A < 0: max(r, clip(r)) * A; loss is the negative
+    assert torch.allclose(loss, torch.tensor([-0.5, -1.2, 0.8, 1.5]))
+    assert torch.allclose(ratio, torch.tensor([0.5, 1.5, 0.5, 1.5]))
+
+
+def test_rollout_seed_depends_on_each_coordinate_only():
+    seeds = {rollout_seed(0, s, p, r) for s in range(3) for p in range(3) for r in range(3)}
+    assert len(seeds) == 27
+    assert rollout_seed(5, 1, 2, 3) == rollout_seed(5, 1, 2, 3)
+
+
+# --- rollouts ------------------------------------------------------------------------------
+def _bucket_and_policy(tiny_init, tmp_path, *extra):
+    cfg = small_cfg(tmp_path / "run", tiny_init, *extra)
+    policy, ref = build_rl_policy(cfg, torch.device("cpu"))
+    maze = tasks.get("maze")
+    video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px)
+    stream = PuzzleStream([maze], {"maze": [7]}, {"maze": set()}, 0, [0])
+    buckets = buckets_of(stream.draw(0, cfg.grpo.prompts_per_step), video)
+    return cfg, policy, ref, buckets
+
+
+def test_rollouts_never_move_frame_0_and_keep_only_the_window(tiny_init, tmp_path):
+    cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.sde_window=[1,3]")
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (1, 3), 0.7, "sde", 0, 0, 4)
+    N = 2 * 4
+    assert r.latents.shape == (N, 3, 3, 28, 28)
+    assert torch.equal(r.latents[:, :, :1], r.cond)  # bit for bit: no step ever touched frame 0
+    # tiny-pixel decodes exactly, so the decoded frame 0 is the puzzle frame without any overwrite
+    assert np.array_equal(policy.decode(r.latents)[:, 0], np.repeat(bucket.first_frames, 4, axis=0))
+    assert len(r.states) == 3 and all(s.shape == (N, 3, 2, 28, 28) for s in r.states)  # x_1, x_2, x_3
+    assert r.logp.shape == (N, 2) and torch.isfinite(r.logp).all()
+    # rollouts of one puzzle differ (their own noise); the same seeds give the same videos
+    assert not torch.equal(r.latents[0], r.latents[1])
+    r2 = sample_rollouts(policy, bucket, 4, 3, sigmas, (1, 3), 0.7, "sde", 0, 0, 2)  # other chunking
+    assert torch.equal(r.latents, r2.latents)
+
+
+def test_window_logp_matches_a_rescore_and_the_first_ratio_is_exactly_one(tiny_init, tmp_path):
+    cfg, policy, ref, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.beta=0.1")
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    start, end = cfg.window()
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)
+    rewards = torch.tensor([[0.1, 0.9, 0.4, 0.2], [0.5, 0.6, 0.5, 0.8]], dtype=torch.float64)
+    adv, keep = group_advantages(rewards, 5.0)
+    stats = torch.zeros(6, dtype=torch.float64)
+    backward_grpo_loss(
+        policy, ref, r, adv.float(), keep, 4, sigmas, start, end, cfg, 8 * (end - start), stats, 0
+    )
+    assert float(stats[4]) == 0.0  # max |ratio - 1| on the first epoch: exactly 0 on CPU fp32
+    assert float(stats[2]) == 0.0  # nothing clipped
+
+
+# --- the loss and gradient against a plain-torch reference ---------------------------------
+def _reference_logp(x, v, x_next, sigma, sigma_next, eta, sigma_max):
+    """Flow-GRPO's SDE step density, written out in plain torch (fp64)."""
+    x, v, x_next = x.double(), v.double(), x_next.double()
+    dt = sigma_next - sigma
+    denom = 1 - (sigma_max if sigma == 1 else sigma)
+    std = eta * math.sqrt(sigma / denom)
+    mean = x * (1 + std**2 / (2 * sigma) * dt) + v * (1 + std**2 * (1 - sigma) / (2 * sigma)) * dt
+    s = std * math.sqrt(-dt)
+    lp = -((x_next - mean) ** 2) / (2 * s**2) - math.log(s) - math.log(math.sqrt(2 * math.pi))
+    return lp.flatten(1).mean(1), mean, s
+
+
+def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path):
+    """Two groups, LoRA with non-zero B (so the KL term is live), beta > 0, one group partly clipped."""
+    cfg, policy, ref, (bucket,) = _bucket_and_policy(
+        tiny_init, tmp_path, "grpo.beta=0.3", "grpo.clip_range=0.05"
+    )
+    assert ref is None  # LoRA: the reference is the same transformer with adapters off
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in policy.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    start, end = cfg.window()
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)
+    # pretend the rollout came from an older policy: shifts the ratios off 1 so clipping acts
+    r.logp = r.logp + torch.linspace(-0.3, 0.3, r.logp.numel()).view_as(r.logp)
+    rewards = torch.tensor([[0.1, 0.9, 0.4, 0.2], [0.5, 0.6, 0.5, 0.8]], dtype=torch.float64)
+    adv, keep = group_advantages(rewards, 5.0)
+    params = policy.trainable_parameters()
+    W = end - start
+    denom = 8 * W
+    stats = torch.zeros(6, dtype=torch.float64)
+    policy.zero_grad(set_to_none=True)
+    backward_grpo_loss(policy, None, r, adv.float(), keep, 4, sigmas, start, end, cfg, denom, stats, 0)
+    got_loss = float(stats[5])
+    got_grads = [p.grad.clone() for p in params]
+
+    # the reference: one sample at a time, plain formulas, one backward of the mean loss
+    policy.zero_grad(set_to_none=True)
+    total = torch.zeros((), dtype=torch.float64)
+    sig = [float(s) for s in sigmas]
+    for n in range(8):
+        a = float(adv.view(-1)[n])
+        for k in range(start, end):
+            xk, xk1 = r.states[k - start][n : n + 1], r.states[k + 1 - start][n : n + 1]
+            x_full = torch.cat([r.cond[n : n + 1], xk], dim=2)
+            sg = torch.tensor([sig[k]])
+            v = policy.velocity(x_full, sg, r.prompt_embeds[n : n + 1], r.cond[n : n + 1])[:, :, 1:]
+            with torch.no_grad(), policy.adapters_disabled():
+                v_ref = policy.velocity(x_full, sg, r.prompt_embeds[n : n + 1], r.cond[n : n + 1])[:, :, 1:]
+            lp, mean, s = _reference_logp(xk, v, xk1, sig[k], sig[k + 1], 0.7, sig[1])
+            _, mean_ref, _ = _reference_logp(xk, v_ref, xk1, sig[k], sig[k + 1], 0.7, sig[1])
+            kl = ((mean - mean_ref) ** 2).flatten(1).mean(1) / (2 * s**2)
+            ratio = torch.exp(lp - r.logp[n, k - start].double())
+            surrogate = torch.maximum(-a * ratio, -a * ratio.clamp(1 - 0.05, 1 + 0.05))
+            total = total + (surrogate + 0.3 * kl).sum()
+    total = total / denom
+    total.backward()
+    want = float(total.detach())
+    assert abs(got_loss - want) < 1e-5 * max(1.0, abs(want))
+    assert float(stats[2]) > 0  # the clip was exercised
+    for g, p in zip(got_grads, params):
+        torch.testing.assert_close(g, p.grad.float(), rtol=2e-4, atol=1e-7)
+    assert any(float(g.abs().max()) > 0 for g in got_grads)
+
+
+# --- whole runs ----------------------------------------------------------------------------
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_learns_nothing_silently_and_writes_a_readable_folder(tiny_init, tmp_path):
+    run = tmp_path / "run"
+    cfg = small_cfg(run, tiny_init, "sample_every=2", "checkpoint_every=1", "keep_checkpoints=1")
+    res = train_grpo(cfg, progress=False)
+    assert res["step"] == 2 and set(res["before"]) == {"maze"} and set(res["after"]) == {"maze"}
+    lines = _metrics(run)
+    steps = [m for m in lines if "reward_mean" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    required = {
+        "reward_mean", "reward_std", "success_rate", "loose_success_rate", "loss", "kl", "clip_frac",
+        "ratio_dev", "frac_zero_std", "grad_norm", "lr", "step_time_s", "rollout_time_s", "verify_time_s",
+        "train_time_s", "world_size",
+    }  # fmt: skip
+    for m in steps:
+        assert required <= set(m), required - set(m)
+        assert any(k.startswith("reward/") for k in m)  # every reward component
+    evals = [m for m in lines if "eval" in m]
+    assert [e["tag"] for e in evals] == ["before", "after"]
+    for name in ("config.yaml", "heldout.json", "curves.png", "final/policy.json"):
+        assert (run / name).is_file(), name
+    assert (run / "final" / "pytorch_lora_weights.safetensors").is_file()
+    assert (run / "samples" / "step_0000002.mp4").is_file()
+    ckpts = sorted((run / "checkpoints").glob("step_*"))
+    assert [c.name for c in ckpts] == ["step_0000002"]  # keep_checkpoints=1
+    assert (ckpts[0] / "train_state.pt").is_file()
+    # the adapter in final/ is diffusers' format and reloads into the same policy
+    from vrlvr.models import load_policy
+
+    back = load_policy(run / "final")
+    assert back.lora and back.lora["rank"] == 4
+
+
+def test_zero_variance_groups_are_skipped_and_counted(tiny_init, tmp_path):
+    """A task whose reward never varies: every group is skipped, nothing is updated."""
+    run = tmp_path / "run"
+    tasks.register("constmaze", ConstMaze, overwrite=True)
+    cfg = small_cfg(run, tiny_init, "data.task=constmaze", "optim.steps=1")
+    before = {k: v.clone() for k, v in build_rl_policy(cfg, torch.device("cpu"))[0].lora_state_dict().items()}
+    train_grpo(cfg, progress=False)
+    (m,) = [m for m in _metrics(run) if "reward_mean" in m]
+    assert m["frac_zero_std"] == 1.0 and m["contributing"] == 0 and m["grad_norm"] is None
+    from vrlvr.models import load_policy
+
+    after = load_policy(run / "final").lora_state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_non_finite_rewards_skip_steps_then_stop_with_a_checkpoint(tiny_init, tmp_path):
+    run = tmp_path / "run"
+    tasks.register("nanmaze", NanMaze, overwrite=True)
+    cfg = small_cfg(run, tiny_init, "data.task=nanmaze", "optim.steps=5", "grpo.max_nonfinite=2")
+    with pytest.raises(TrainingDiverged, match="non-finite reward"):
+        train_grpo(cfg, progress=False)
+    steps = [m for m in _metrics(run) if "reward_mean" in m]
+    assert len(steps) == 2 and all("non-finite" in m["skipped"] for m in steps)
+    assert (run / "checkpoints" / "step_0000002" / "train_state.pt").is_file()
+
+
+def test_mixed_maze_and_sokoban_batch(tiny_init, tmp_path):
+    run = tmp_path / "run"
+    cfg = small_cfg(
+        run,
+        tiny_init,
+        "data.task=[maze,sokoban]",
+        "data.sizes_by_task={maze: [7], sokoban: [6]}",
+        "optim.steps=1",
+        "eval.n=2",
+    )
+    res = train_grpo(cfg, progress=False)
+    assert set(res["after"]) == {"maze", "sokoban"}
+    (m,) = [m for m in _metrics(run) if "reward_mean" in m]
+    # each sample is scored by its own task's verifier: both tasks' components are there
+    assert "reward/boxes_on_goals" in m and any("connect" in k for k in m)
+    held = json.loads((run / "heldout.json").read_text())
+    assert set(held["tasks"]) == {"maze", "sokoban"}
+    meta = json.loads((run / "final" / "policy.json").read_text())
+    assert meta["tasks"] == ["maze", "sokoban"] and meta["task"] is None
+    # `vrlvr eval` takes the mixed policy per task, on that task's held-out puzzles and sizes
+    from vrlvr.cli import main
+
+    out = tmp_path / "sokoban.json"
+    argv = ["eval", "--checkpoint", str(run / "final"), "--n", "2", "--no-progress", "--json", str(out)]
+    assert main([*argv, "--task", "sokoban"]) == 0
+    report = json.loads(out.read_text())
+    assert report["task"] == "sokoban" and report["heldout_checked"] and set(report["per_size"]) == {"6"}
+    assert main([*argv, "--task", "flowfree"]) == 2  # not one of its tasks
+
+
+def test_full_fine_tune_uses_a_frozen_reference_copy(tiny_init, tmp_path):
+    cfg = small_cfg(tmp_path / "run", tiny_init, "lora.rank=0")
+    policy, ref = build_rl_policy(cfg, torch.device("cpu"))
+    assert policy.lora is None and ref is not None
+    assert all(not p.requires_grad for p in ref.parameters())
+    assert all(p.dtype == torch.float32 for p in policy.trainable_parameters())
+    assert sum(p.numel() for p in policy.trainable_parameters()) == sum(
+        p.numel() for p in policy.transformer.parameters()
+    )
+
+
+def test_init_from_an_adapted_policy_merges_its_adapter(tiny_init, tmp_path):
+    """An RL run's final/ as model.init: its adapter is folded in, a fresh one trains on top."""
+    cfg = small_cfg(tmp_path / "a", tiny_init)
+    policy, _ = build_rl_policy(cfg, torch.device("cpu"))
+    with torch.no_grad():
+        for n, p in policy.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    policy.save(tmp_path / "adapted", extra={"task": "maze"})
+    x = torch.randn(1, 3, 3, 28, 28)
+    sig, pe = torch.tensor([0.5]), policy.encode_prompts(["maze"])
+    want = policy.velocity(x, sig, pe, x[:, :, :1])
+    cfg2 = small_cfg(tmp_path / "b", tmp_path / "adapted")
+    merged, _ = build_rl_policy(cfg2, torch.device("cpu"))
+    assert merged.lora["rank"] == 4  # a new adapter, B = 0: the policy equals the adapted one
+    torch.testing.assert_close(merged.velocity(x, sig, pe, x[:, :, :1]), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("grpo.group_size=1", "group_size must be >= 2"),
+        ("grpo.sde_window=[2,9]", "sde_window"),
+        ("grpo.sde_window=[2,2]", "sde_window"),
+        ("grpo.sde_window=[-1,2]", "sde_window"),
+        ("sampling.eta=-0.5", "sampling.eta"),
+        ("grpo.clip_range=-0.1", "grpo.clip_range"),
+        ("grpo.beta=-1", "grpo.beta"),
+        ("lora.rank=-2", "lora.rank"),
+        ("data.task=[maze,maze]", "twice"),
+        ("data.dir=/tmp", "data.dir"),
+    ],
+)
+def test_invalid_settings_are_refused_naming_the_key(tiny_init, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        small_cfg(tmp_path, tiny_init, override)
+
+
+def test_unknown_keys_name_the_closest_valid_one(tiny_init, tmp_path):
+    with pytest.raises(ValueError, match="group_size"):
+        small_cfg(tmp_path, tiny_init, "grpo.group_sise=4")
+
+
+class ConstMaze(MazeTask):
+    """A maze whose every video scores the same reward: no group has variance."""
+
+    name = "constmaze"
+
+    def verify_video(self, puzzle, frames, **kwargs) -> Verdict:
+        return Verdict(success=False, reward=0.25, components={"const": 0.25})
+
+
+class NanMaze(MazeTask):
+    """A maze whose verifier returns NaN: a broken reward must never reach the optimizer."""
+
+    name = "nanmaze"
+
+    def verify_video(self, puzzle, frames, **kwargs) -> Verdict:
+        return Verdict(success=False, reward=float("nan"), components={})
+
+
+def test_the_wan_path_runs_two_steps(tmp_path):
+    """A tiny random Wan pipeline (VAE + UMT5 + tokenizer, loaded like a real checkpoint): LoRA,
+    VAE latents, frame 0 held by the VAE's causal first frame, 2 GRPO steps, a final/ that reloads."""
+    from vrlvr.models import build_tiny_wan_folder, load_policy
+
+    wan = build_tiny_wan_folder(tmp_path / "wan")
+    run = tmp_path / "run"
+    cfg = small_cfg(
+        run,
+        wan,
+        "data.cell_px=null",
+        "data.height=32",
+        "data.width=32",
+        "data.num_frames=5",
+        "model.max_sequence_length=32",
+        "lora.rank=2",
+        "eval.n=2",
+    )
+    res = train_grpo(cfg, progress=False)
+    assert res["step"] == 2
+    steps = [m for m in _metrics(run) if "reward_mean" in m]
+    assert len(steps) == 2 and all(math.isfinite(m["reward_mean"]) for m in steps)
+    back = load_policy(run / "final")
+    assert back.kind == "wan" and back.lora["rank"] == 2
+
+
+def test_metrics_logger_writes_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vrlvr.train.logger import MetricsLogger, read_metrics
+
+    log = MetricsLogger(tmp_path)
+    log.log({"step": 1, "reward_mean": 0.5, "reward/progress": 0.25, "skipped": "text is not a scalar"})
+    log.log({"step": 1, "tag": "after", "task": "maze", "eval": {"success_rate": 0.1}})
+    log.close()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 1]
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"reward_mean", "reward/progress", "after/maze/eval/success_rate"} <= tags
+    # resume: lines after the checkpoint's step are dropped, the rest kept
+    log = MetricsLogger(tmp_path, resume_step=0)
+    log.close()
+    assert read_metrics(tmp_path / "metrics.jsonl") == []

@@ -1,0 +1,130 @@
+"""SDE-GRPO rollouts: G videos per puzzle, SDE on the Early-Step Focus window, ODE elsewhere.
+
+For T sampling steps over the shifted sigmas and a window [start, end):
+
+- steps inside the window are ``vrlvr.ops.sde_step`` (fused: the sample and its Gaussian
+  log-prob in one pass); the rollout keeps x_k for k = start..end and the log-prob of every window
+  step, nothing else (memory: (end - start + 1) latents per video);
+- steps outside are Euler ODE steps (no noise, nothing kept);
+- only the generated latent frames 1.. are stepped, noised and scored: latent frame 0 is the clean
+  puzzle (TI2V conditioning) and stays exactly that (an SDE step would move it even with v = 0).
+
+Randomness: every rollout has its own CPU generator seeded from (seed, step, puzzle index, rollout
+index) alone, never from the process rank or the batch layout, so a run on N processes draws the
+same noise as a run on one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vrlvr.models.conditioning import apply_condition
+from vrlvr.ops import sde_step
+
+__all__ = ["rollout_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
+
+
+def rollout_seed(seed: int, step: int, puzzle: int, rollout: int) -> int:
+    """A 63-bit seed for one rollout (SeedSequence mixes the four integers; no collisions in practice)."""
+    state = np.random.SeedSequence([int(seed), int(step), int(puzzle), int(rollout)]).generate_state(2)
+    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+
+
+@dataclass
+class GroupBucket:
+    """Groups (puzzles) of one step that share a task and frame geometry, so their rollouts batch."""
+
+    task: object
+    puzzle_index: list[int]  # global index of each puzzle within the step
+    puzzles: list
+    themes: list[int]
+    first_frames: np.ndarray  # uint8 [n, H, W, 3]
+    prompts: list[str]
+
+
+@dataclass
+class RolloutBatch:
+    """The n * G rollouts of one bucket (rollout r of puzzle j at row j * G + r)."""
+
+    cond: torch.Tensor  # [N, C, 1, h, w] clean latent frame 0
+    prompt_embeds: torch.Tensor  # [N, L, D]
+    states: list[torch.Tensor]  # window states x_start .. x_end, each [N, C, f - 1, h, w] (frames 1..)
+    logp: torch.Tensor  # fp32 [N, end - start]: rollout log-prob of each window step
+    latents: torch.Tensor  # [N, C, f, h, w] the final latents (frame 0 == cond, never stepped)
+    videos: np.ndarray  # uint8 [N, F, H, W, 3], frame 0 = the puzzle frame exactly
+
+
+@torch.no_grad()
+def sample_rollouts(
+    policy,
+    bucket: GroupBucket,
+    group_size: int,
+    num_frames: int,
+    sigmas: torch.Tensor,
+    window: tuple[int, int],
+    eta: float,
+    mode: str,
+    seed: int,
+    step: int,
+    micro_batch: int,
+) -> RolloutBatch:
+    """Generate ``group_size`` videos per puzzle of the bucket, in chunks of ``micro_batch`` videos
+    (the trainer re-scores in the same chunks, so the first PPO ratio is exactly 1 on CPU fp32)."""
+    G = group_size
+    start, end = window
+    first = bucket.first_frames
+    H, W = first.shape[1:3]
+    C, f, h, w = policy.latent_shape(num_frames, H, W)
+    device = policy.device
+    cond = policy.encode_condition(first).float().repeat_interleave(G, dim=0)  # [N, C, 1, h, w]
+    prompt_embeds = policy.encode_prompts(list(bucket.prompts)).repeat_interleave(G, dim=0)  # [N, L, D]
+    N = cond.shape[0]
+    gens = [
+        torch.Generator().manual_seed(rollout_seed(seed, step, pi, r))
+        for pi in bucket.puzzle_index
+        for r in range(G)
+    ]
+    sig = [float(s) for s in sigmas]  # host floats: the op takes them without a device sync
+    sig_dev = sigmas.to(device)
+    states: list[list[torch.Tensor]] = [[] for _ in range(end - start + 1)]
+    logps: list[torch.Tensor] = []
+    latents: list[torch.Tensor] = []
+    for b0 in range(0, N, micro_batch):
+        rows = slice(b0, min(N, b0 + micro_batch))
+        gs = gens[rows]
+        cb, pe = cond[rows], prompt_embeds[rows]
+        B = cb.shape[0]
+        # initial noise per rollout from its own generator; frame 0 set to the condition
+        noise0 = torch.stack([torch.randn((C, f, h, w), generator=g) for g in gs]).to(device)
+        x = apply_condition(noise0, cb)  # [B, C, f, h, w] fp32
+        lp = []
+        for i in range(len(sig) - 1):
+            v = policy.velocity(x, sig_dev[i].expand(B), pe, cb)  # [B, C, f, h, w], 0 on frame 0
+            if start <= i < end:
+                xg = x[:, :, 1:].contiguous()  # [B, C, f - 1, h, w]: generated frames only
+                if i == start:
+                    states[0].append(xg)
+                eps = torch.stack([torch.randn(xg.shape[1:], generator=g) for g in gs]).to(device)
+                out = sde_step(xg, v[:, :, 1:].contiguous(), sig[i], sig[i + 1], eps, eta=eta, mode=mode)
+                states[i + 1 - start].append(out.x_next)
+                lp.append(out.logp)
+                x = torch.cat([cb, out.x_next], dim=2)
+            else:
+                x = x + (sig[i + 1] - sig[i]) * v  # Euler; v is exactly 0 on frame 0
+        logps.append(torch.stack(lp, dim=1))  # [B, end - start]
+        latents.append(x)  # frame 0 is cond exactly: never stepped (tests check, nothing masks it)
+    lat = torch.cat(latents)  # [N, C, f, h, w]
+    videos = policy.decode(lat)[:, :num_frames]  # [N, F, H, W, 3]
+    # frame 0 is the input, not a prediction (a VAE's decode of it is only close to the input)
+    videos[:, 0] = np.repeat(first, G, axis=0)
+    return RolloutBatch(
+        cond=cond,
+        prompt_embeds=prompt_embeds,
+        states=[torch.cat(s) for s in states],
+        logp=torch.cat(logps),
+        latents=lat,
+        videos=videos,
+    )
