@@ -123,10 +123,12 @@ def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, 
     return vals, evaluate_baselines(task, puzzles, video)
 
 
-def curves(run: Path, png: Path) -> None:
+def curves(run: Path, args) -> None:
+    """The run's curves as curves_<run>.png in docs/ (or in OUT with --no-readme)."""
     from vrlvr.train.logger import plot_curves
 
-    plot_curves(run / "metrics.jsonl", png)
+    folder = Path(args.out) if args.no_readme else ROOT / "docs"
+    plot_curves(run / "metrics.jsonl", folder / f"curves_{run.name}.png")
 
 
 def step_times(run: Path) -> list[float]:
@@ -149,7 +151,7 @@ def exp_table1(args) -> dict:
             "gain": gain,
             "baselines": baselines,
         }
-        curves(run, ROOT / "docs" / f"curves_{task}-rl.png")
+        curves(run, args)
     return out
 
 
@@ -210,7 +212,7 @@ def exp_hack(args) -> dict:
             "success_rate": [e["eval"]["success_rate"] for e in evals],
             "loose_success_rate": [e["eval"]["loose_success_rate"] for e in evals],
         }
-        curves(run, ROOT / "docs" / f"curves_{run.name}.png")
+        curves(run, args)
     return out
 
 
