@@ -16,33 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import sys
-from pathlib import Path
 
-from vrlvr.config import describe_config
-from vrlvr.train.run_dir import add_run_arguments, run_overrides, start_run
+from vrlvr.train.run_dir import add_trainer_arguments, remove_failed_run, run_overrides, start_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vrlvr.train.sft_config import SFTConfig
 
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = (
-        (__doc__ or "").strip()
-        + "\n"
-        + "\n".join(f"  {k} = {d}: {h}" for k, d, h in describe_config(SFTConfig))
-    )
-    parser.add_argument("--config", help="YAML experiment file (configs/*-sft.yaml)")
-    add_run_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-4"
-    )
+    add_trainer_arguments(parser, SFTConfig, __doc__ or "", "YAML experiment file (configs/*-sft.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.checkpoint import latest_checkpoint
     from vrlvr.train.sft import SFT_FROZEN, train_sft
     from vrlvr.train.sft_config import SFTConfig
 
@@ -56,14 +40,10 @@ def run(args: argparse.Namespace) -> int:
         prog="vrlvr sft",
     )
     cfg = start.cfg
-    out = Path(cfg.out_dir)
     try:
         result = train_sft(cfg, resume=start.checkpoint is not None, progress=not args.no_progress)
     except (ValueError, FileNotFoundError):
-        if start.checkpoint is None and latest_checkpoint(out) is None:
-            # a new run that failed before its first checkpoint leaves no folder to trip over
-            shutil.rmtree(out, ignore_errors=True)
-            print(f"vrlvr sft: removed {out} (the run failed before its first checkpoint)", file=sys.stderr)
+        remove_failed_run(start, "vrlvr sft")
         raise
     ev = result["eval"]
     summary = {

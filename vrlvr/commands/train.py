@@ -23,29 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-from pathlib import Path
 
-from vrlvr.config import describe_config
-from vrlvr.train.run_dir import add_run_arguments, run_overrides, start_run
+from vrlvr.train.run_dir import add_trainer_arguments, remove_failed_run, run_overrides, start_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vrlvr.train.grpo_config import GRPOConfig
 
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = (
-        (__doc__ or "").strip()
-        + "\n"
-        + "\n".join(f"  {k} = {d}: {h}" for k, d, h in describe_config(GRPOConfig))
-    )
-    parser.add_argument("--config", help="YAML experiment file (configs/*.yaml)")
-    add_run_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. grpo.beta=0"
-    )
+    add_trainer_arguments(parser, GRPOConfig, __doc__ or "", "YAML experiment file (configs/*.yaml)")
 
 
 def _start(args: argparse.Namespace):
@@ -83,20 +69,16 @@ def _start(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.checkpoint import latest_checkpoint
     from vrlvr.train.grpo import TrainingDiverged, train_grpo
 
     start = _start(args)
     cfg = start.cfg
-    out = Path(cfg.out_dir)
     main = int(os.environ.get("RANK", "0")) == 0
     try:
         result = train_grpo(cfg, checkpoint=start.checkpoint, progress=not args.no_progress)
     except (ValueError, FileNotFoundError):
-        if main and start.checkpoint is None and latest_checkpoint(out) is None:
-            # a new run that failed before its first checkpoint leaves no folder to trip over
-            shutil.rmtree(out, ignore_errors=True)
-            print(f"vrlvr-train: removed {out} (the run failed before its first checkpoint)", file=sys.stderr)
+        if main:
+            remove_failed_run(start, "vrlvr-train")
         raise
     except TrainingDiverged as exc:
         print(f"vrlvr-train: error: {exc}", file=sys.stderr)

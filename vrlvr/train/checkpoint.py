@@ -30,6 +30,7 @@ __all__ = [
     "set_rng_state",
     "atomic_write_text",
     "replace_dir",
+    "save_final",
 ]
 
 STATE_FILE = "train_state.pt"
@@ -100,6 +101,19 @@ def save_checkpoint(
     for old in done[: max(0, len(done) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_final(run_dir: Path, policy, policy_extra: dict, heldout_file: Path | None) -> Path:
+    """OUT/final/: the policy alone (what ``--checkpoint`` takes) and the held-out record, written
+    aside and renamed into place, so a kill never leaves a half-written final/."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save(tmp, extra=policy_extra)
+    if heldout_file is not None and heldout_file.is_file():
+        shutil.copy2(heldout_file, tmp / heldout_file.name)
+    replace_dir(tmp, run_dir / "final")
+    return run_dir / "final"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

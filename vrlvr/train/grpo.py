@@ -31,8 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import shutil
 import sys
 import time
 import warnings
@@ -51,8 +49,8 @@ from vrlvr.ops import sde_kl, sde_logprob
 from vrlvr.train.checkpoint import (
     atomic_write_text,
     load_train_state,
-    replace_dir,
     save_checkpoint,
+    save_final,
 )
 from vrlvr.train.data import (
     HELDOUT_FILE,
@@ -644,11 +642,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
     bar.close()
     after = run_eval("after")
     if info.main:
-        tmp_final = run / f".tmp-final-{os.getpid()}"
-        shutil.rmtree(tmp_final, ignore_errors=True)
-        policy.save(tmp_final, extra={**policy_extra, "step": step})
-        (tmp_final / HELDOUT_FILE).write_bytes((run / HELDOUT_FILE).read_bytes())
-        replace_dir(tmp_final, run / "final")
+        save_final(run, policy, {**policy_extra, "step": step}, run / HELDOUT_FILE)
         plot_curves(run / "metrics.jsonl", run / "curves.png")
     logger.close()
     barrier(info)

@@ -40,6 +40,8 @@ __all__ = [
     "config_hash",
     "checkpoint_meta",
     "check_checkpoint_meta",
+    "add_trainer_arguments",
+    "remove_failed_run",
     "frozen_changes",
     "add_run_arguments",
     "run_overrides",
@@ -315,3 +317,31 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run_overrides(args: argparse.Namespace) -> list[str]:
     """The key=value overrides, including one that followed a bare --resume."""
     return [*getattr(args, "_resume_overrides", []), *(getattr(args, "overrides", None) or [])]
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser, cfg_cls, doc: str, config_help: str) -> None:
+    """The command line every trainer shares: ``doc`` followed by every config key (default, help),
+    --config, --resume [yes|auto], --overwrite, --no-progress and key=value overrides."""
+    from vrlvr.config import describe_config
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        doc.strip() + "\n" + "\n".join(f"  {k} = {d}: {h}" for k, d, h in describe_config(cfg_cls))
+    )
+    parser.add_argument("--config", help=config_help)
+    add_run_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.steps=2000"
+    )
+
+
+def remove_failed_run(start: RunStart, prog: str) -> None:
+    """After a new run failed before its first checkpoint: remove its folder, so it leaves nothing
+    to trip over (a resumed run, or one with a checkpoint, is kept)."""
+    from vrlvr.train.checkpoint import latest_checkpoint
+
+    out = Path(start.cfg.out_dir)
+    if start.checkpoint is None and out.is_dir() and latest_checkpoint(out) is None:
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"{prog}: removed {out} (the run failed before its first checkpoint)", file=sys.stderr)

@@ -14,8 +14,6 @@ continues the latest), and final/ (the policy alone: what ``--checkpoint`` takes
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -33,9 +31,9 @@ from vrlvr.train.checkpoint import (
     atomic_write_text,
     latest_checkpoint,
     load_train_state,
-    replace_dir,
     rng_state,
     save_checkpoint,
+    save_final,
     set_rng_state,
 )
 from vrlvr.train.data import (
@@ -305,11 +303,6 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
             break
     bar.close()
     last_eval = run_eval()
-    # final/ is written aside and renamed into place: a kill never leaves a half-written final/
-    tmp_final = run / f".tmp-final-{os.getpid()}"
-    shutil.rmtree(tmp_final, ignore_errors=True)
-    policy.save(tmp_final, extra={**policy_extra, "step": step})
-    (tmp_final / HELDOUT_FILE).write_bytes((run / HELDOUT_FILE).read_bytes())
-    replace_dir(tmp_final, run / "final")
+    save_final(run, policy, {**policy_extra, "step": step}, run / HELDOUT_FILE)
     logger.close()
     return {"step": step, "eval": last_eval, "minutes": (time.time() - t_start) / 60}
