@@ -2,8 +2,8 @@
 SDE window on the first half of the sampling steps vs all of them) and the fused SDE op vs eager torch
 inside a real rollout. JSON on stdout (or --json PATH).
 
-Runs real `vrlvr-train` steps (vrlvr.train.grpo.train_grpo, held-out evaluation off) with a tiny-pixel
-policy (the shipped maze-tiny architecture, random weights unless --init names a checkpoint) on 7x7
+Runs real `vrlvr-train` steps (vrlvr.train.grpo.train_grpo, held-out evaluation off) from the shipped
+maze-tiny policy (--init: any trained policy; a random one earns no reward variance, so nothing trains) on 7x7
 mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in three configurations:
 
 - ``half``: window [0, ceil(T/2)) (the default, Early-Step Focus), fused SDE op (auto backend);
@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--micro-batch", type=int, default=16, help="samples per forward/backward")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--init", default=None, help="policy to start from (default: a random tiny-pixel model)")
+    ap.add_argument(
+        "--init",
+        default="maze-tiny",
+        help="policy to start from: a trained one, so that groups have reward variance and training is timed",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the report here")
     args = ap.parse_args(argv)
     if args.steps < 2:
@@ -117,12 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         init = args.init
-        if init is None:
-            from vrlvr.models.tiny import TinyPixelPolicy
-
-            torch.manual_seed(0)
-            TinyPixelPolicy().save(root / "init", extra={"task": "maze"})
-            init = str(root / "init")
         half = [0, (args.T + 1) // 2]
         cases = {
             "half": run_case(root, init, half, None, args),

@@ -78,7 +78,7 @@ if [ -n "$gpu" ]; then
   step bench_sde 240 "$py" "$root/bench/bench_sde.py" --device cuda --shapes wan --dtypes float32,bfloat16 \
     --repeats 10 --out "$out/bench_sde.json"
   if [ -f "$root/bench/bench_rollout.py" ]; then
-    step bench_rollout 150 "$py" "$root/bench/bench_rollout.py" --device cuda --json "$out/bench_rollout.json"
+    step bench_rollout 150 "$py" "$root/bench/bench_rollout.py" --device cuda --init maze-tiny --json "$out/bench_rollout.json"
   else
     say "bench/bench_rollout.py is not in this checkout: rollout benchmark skipped"
   fi

@@ -423,3 +423,17 @@ def test_metrics_logger_writes_tensorboard_events_when_installed(tmp_path):
     log = MetricsLogger(tmp_path, resume_step=0)
     log.close()
     assert read_metrics(tmp_path / "metrics.jsonl") == []
+
+
+@pytest.mark.slow
+def test_bench_rollout_reports_every_configuration(tmp_path):
+    import importlib
+
+    bench = importlib.import_module("vrlvr.bench.bench_rollout")
+    out = tmp_path / "r.json"
+    args = "--steps 2 --B 2 --G 4 --T 2 --micro-batch 8 --threads 2".split()
+    rep = bench.main([*args, "--json", str(out)])
+    assert json.loads(out.read_text()) == rep
+    assert set(rep["cases"]) == {"half", "all", "half_eager"}
+    assert rep["cases"]["half"]["window"] == [0, 1] and rep["cases"]["all"]["window"] == [0, 2]
+    assert rep["early_step_focus_step_time_ratio"] > 0 and rep["cases"]["half"]["rollout_videos_per_s"] > 0
