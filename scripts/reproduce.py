@@ -50,7 +50,7 @@ QUICK = [
 
 def train(name: str, config: Path, overrides: list[str], args) -> Path:
     """One `vrlvr-train` run (a subprocess: its own memory, its own threads) -> its run folder."""
-    out = Path(args.out) / "runs" / name
+    out = Path(args.out).resolve() / "runs" / name
     cmd = [
         sys.executable,
         "-m",
@@ -64,7 +64,9 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
     cmd += ["--no-progress", *(QUICK if args.quick else []), *overrides]
     print(f"[reproduce] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
     t0 = time.time()
-    res = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the source
+    # tree's vrlvr (no compiled modules unless built in place) would shadow the installed one
+    res = subprocess.run(cmd, cwd=Path(args.out).resolve(), text=True, capture_output=True)
     if res.returncode != 0:
         raise SystemExit(f"[reproduce] run {name} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
     print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -282,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     args = ap.parse_args(argv)
+    args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
     Path(args.out).mkdir(parents=True, exist_ok=True)
     todo = args.only or ["table1", "table4", "reward", "hack"]
     runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}

@@ -15,7 +15,8 @@ import vrlvr
 from vrlvr import tasks
 from vrlvr.cli import main
 
-ROOT = Path(vrlvr.__file__).resolve().parent.parent
+ROOT = Path(vrlvr.__file__).resolve().parent.parent  # where the package under test is imported from
+REPO = Path(__file__).resolve().parent.parent  # the checkout: README.md, docs/
 
 
 def run_cli(*args, cwd):
@@ -559,12 +560,12 @@ def test_out_of_memory_is_one_line_but_bugs_keep_their_traceback(monkeypatch, ca
 def test_readme_points_to_docs_in_the_repository():
     import re
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert "design document" not in readme and "../shared" not in readme
     links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]+))?\)", readme)
     assert {path for path, _ in links} >= {"docs/architecture.md", "docs/contracts.md"}
     for path, anchor in links:
-        text = (ROOT / path).read_text()
+        text = (REPO / path).read_text()
         if anchor:  # GitHub's anchor of a "## Title" heading
             headings = {
                 re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
