@@ -679,7 +679,12 @@ def backward_grpo_loss(
     policy, ref_policy, r: RolloutBatch, adv, keep, G, sigmas, start, end, cfg, denom, stats, epoch
 ):
     """Backward of the GRPO loss of one bucket's contributing samples, micro-batch by micro-batch,
-    in the rollout's own chunks (so the first ratio is bit-exact 1 on CPU)."""
+    in the rollout's own chunks (so the first ratio is bit-exact 1 on CPU).
+
+    adv [n, G] (float), keep bool [n] (groups with reward variance), window [start, end) of the T
+    steps; each (sample, window step) term is divided by ``denom`` (global contributing samples x
+    window steps). Accumulates into ``stats`` (fp64 [6]): surrogate sum, KL sum, clipped count,
+    terms, max |ratio - 1| of the first epoch, loss."""
     s_cfg, g_cfg = cfg.sampling, cfg.grpo
     sig = [float(s) for s in sigmas]
     device = policy.device
