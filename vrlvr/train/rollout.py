@@ -117,7 +117,10 @@ def sample_rollouts(
         logps.append(torch.stack(lp, dim=1))  # [B, end - start]
         latents.append(x)  # frame 0 is cond exactly: never stepped (tests check, nothing masks it)
     lat = torch.cat(latents)  # [N, C, f, h, w]
-    videos = policy.decode(lat)[:, :num_frames]  # [N, F, H, W, 3]
+    # decoded in the same chunks: a VAE decode of a whole Wan batch would not fit in GPU memory
+    videos = np.concatenate(
+        [policy.decode(lat[b0 : b0 + micro_batch])[:, :num_frames] for b0 in range(0, N, micro_batch)]
+    )  # uint8 [N, F, H, W, 3]
     # frame 0 is the input, not a prediction (a VAE's decode of it is only close to the input)
     videos[:, 0] = np.repeat(first, G, axis=0)
     return RolloutBatch(
