@@ -98,6 +98,16 @@ def _hacks(task, puzzle, A):
         st = half.copy()
         st[-3:] = full[-1]
         out["half_then_solved_jump"] = _paint(task, puzzle, st)
+        st = full.copy()  # solve, then jump back to the puzzle: the furthest state must not pay
+        st[-1] = init
+        out["solve_then_revert_last_frame"] = _paint(task, puzzle, st)
+        st = full.copy()
+        st[-3:] = init
+        out["solve_then_revert"] = _paint(task, puzzle, st)
+    if task.name == "maze":
+        st = full.copy()  # solve, then erase the path in the last frames
+        st[-2:] = init
+        out["solve_then_erase"] = _paint(task, puzzle, st)
     return out
 
 

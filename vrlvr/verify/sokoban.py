@@ -27,7 +27,9 @@ than the honest video that stops half-way (~0.63); and unreadable frames were br
   frame); a longer gap of unreadable frames cannot be bridged.
 - progress: the furthest reference state reached legally, as a fraction of the reference's
   actions (a state with the reference's boxes but the player elsewhere counts as the start of that
-  box configuration); 1 when the legal state has every box on a goal (any solution).
+  box configuration); 1 when the legal state has every box on a goal (any solution). It is capped
+  by the progress of the state the video ends on (its last readable frame), so solving and then
+  jumping back (undoing the work on screen) earns no more than where the video ends.
 - reward = readability x progress x (1 - illegal_cost) ** illegal transitions, with readability
   1 - ``unreadable_cost`` per frame's worth of unreadable cells (unknown, walls or goals changed,
   missing or extra players and boxes): 0 for doing nothing, 1 for a
@@ -165,6 +167,18 @@ def _reference_index(truth: Truth) -> tuple[dict[State, int], dict[frozenset[int
     return exact, boxes
 
 
+def _goal_cells(init: np.ndarray) -> frozenset[int]:
+    return frozenset(np.flatnonzero(np.isin(init, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL)).reshape(-1)).tolist())
+
+
+def _progress_of(state: State, exact: dict, by_boxes: dict, num_actions: int) -> float:
+    """Reference progress of one state as a fraction of the actions; -1 when it is off the reference."""
+    k = exact.get(state, by_boxes.get(state[1]))
+    if k is None:
+        return -1.0
+    return k / num_actions if num_actions else 0.0
+
+
 def decode_moves(
     states: np.ndarray, truth: Truth, config: SokobanRewardConfig | None = None
 ) -> tuple[str, dict[str, float], State]:
@@ -240,6 +254,10 @@ def decode_moves(
         "final_static_intact": float(static_ok[-1]),
         "frame0_match": float((states[0] == init).mean()),
         "reference_progress": best / truth.num_actions if truth.num_actions else 0.0,
+        # the state the video ends on (its last readable frame): its reference progress (-1 when it
+        # is off the reference, e.g. another valid plan) and whether every box sits on a goal
+        "final_progress": _progress_of(seen, exact, by_boxes, truth.num_actions),
+        "final_solved": float(seen[1] <= _goal_cells(init)),
         "longest_unreadable_run": float(longest_run(~readable)),
     }
     return "".join(decoded), counters, cur
@@ -267,7 +285,7 @@ def check_sokoban(states: np.ndarray, truth: Truth, config: SokobanRewardConfig 
     init = truth.initial
     check_states_shape(states, truth, "sokoban")
     moves, counters, (_, boxes) = decode_moves(states, truth, cfg)
-    goals = set(np.flatnonzero(np.isin(init, (GOAL, BOX_ON_GOAL, PLAYER_ON_GOAL)).reshape(-1)).tolist())
+    goals = _goal_cells(init)
     n_boxes = max(1, len(boxes))
     on_goals = len(boxes & goals) / n_boxes
     n_trans = counters["transitions"]
@@ -286,7 +304,9 @@ def check_sokoban(states: np.ndarray, truth: Truth, config: SokobanRewardConfig 
             and counters["longest_unreadable_run"] <= cfg.max_unreadable_run
         )
         success = success and readable_ok
-        progress = 1.0 if solved else counters["reference_progress"]
+        progress = 1.0 if solved and counters["final_solved"] else counters["reference_progress"]
+        if counters["final_progress"] >= 0:  # never more credit than the state the video ends on
+            progress = min(progress, 1.0 if counters["final_solved"] else counters["final_progress"])
         read_term = readability_term(_readable_cells(states, init), cfg.unreadable_cost)
         reward = read_term * progress * (1.0 - cfg.illegal_cost) ** n_illegal
 
