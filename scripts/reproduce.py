@@ -75,7 +75,7 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
 
 def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
     """float [n_puzzles, len(METRICS)]: each metric averaged over ``samples`` videos per puzzle."""
-    from vrlvr.train.evaluate import _loose, evaluate
+    from vrlvr.train.evaluate import evaluate, loose_success
 
     rows = np.zeros((samples, len(puzzles), len(METRICS)))
     for j in range(samples):
@@ -84,7 +84,7 @@ def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: i
         )
         for i, r in enumerate(recs):
             v = r["verdict"]
-            vals = (float(v.success), _loose(v), v.precision, v.recall, v.f1, float(v.reward))
+            vals = (float(v.success), loose_success(v), v.precision, v.recall, v.f1, float(v.reward))
             rows[j, i] = [np.nan if x is None else x for x in vals]
     return np.nanmean(rows, axis=0)
 

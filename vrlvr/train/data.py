@@ -31,6 +31,8 @@ __all__ = [
     "read_heldout",
     "seen_by",
     "write_heldout",
+    "check_inside_heldout",
+    "eval_subset",
 ]
 
 HELDOUT_FILE = "heldout.json"
@@ -114,6 +116,27 @@ def seen_by(prior: dict | None, task_name: str, puzzles: list[EvalPuzzle]) -> li
         return []
     sizes, keys = set(prior.get("sizes", [])), set(prior.get("keys", []))
     return [p for p in puzzles if p.size in sizes and p.key not in keys]
+
+
+def check_inside_heldout(init: str | Path, task_name: str, heldout: list[EvalPuzzle], what: str) -> None:
+    """A run starting from checkpoint ``init`` (``what``: the config key naming it) must hold out
+    only puzzles that ``init`` held out too: its run trained on every other puzzle of its sizes, so
+    anything else would be evaluated after being trained on."""
+    bad = seen_by(read_heldout(init, task_name), task_name, heldout)
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of the {len(heldout)} held-out {task_name} puzzles may have been trained on by "
+            f"{what}={init} (not in its {HELDOUT_FILE}); use its held-out settings (heldout.seed, "
+            "heldout.n) or other sizes"
+        )
+
+
+def eval_subset(heldout: list[EvalPuzzle], sizes: list[int], n: int) -> list[EvalPuzzle]:
+    """The first n held-out puzzles, an even share per size: ``eval_puzzles`` draws the first
+    distinct puzzles per size, so this is each size's prefix (the same puzzles at every evaluation)."""
+    return [
+        p for size, k in size_quotas(sizes, n).items() for p in [q for q in heldout if q.size == size][:k]
+    ]
 
 
 @dataclass(frozen=True)

@@ -27,23 +27,25 @@ from tqdm.auto import tqdm
 from vrlvr.models.sampling import generate_videos
 from vrlvr.train.data import EvalPuzzle, VideoSpec
 
-__all__ = ["verify_group", "evaluate", "aggregate", "evaluate_baselines", "BASELINE_KEYS"]
+__all__ = ["loose_success", "verify_group", "evaluate", "aggregate", "evaluate_baselines", "BASELINE_KEYS"]
 
 
-def verify_group(task, puzzles: list, videos: np.ndarray, theme: int | str = 0) -> list:
+def verify_group(task, puzzles: list, videos: np.ndarray, theme: int | str | list = 0, config=None) -> list:
     """Verdicts of videos uint8 [B, F, H, W, 3] against their puzzles: one batched verifier call
-    (``vrlvr.verify.verify_batch``) for tasks with registered rules, ``task.verify_video`` otherwise."""
+    (``vrlvr.verify.verify_batch``; theme: one for all or one per video; config: the task's reward
+    config, None = its defaults) for tasks with registered rules, ``task.verify_video`` otherwise."""
     from vrlvr.verify import RULES, verify_batch
 
     if task.name in RULES:
-        return list(verify_batch(task, puzzles, videos, themes=theme))
+        return list(verify_batch(task, puzzles, videos, themes=theme, config=config))
     return [task.verify_video(p, v) for p, v in zip(puzzles, videos)]
 
 
 LOOSE_KEYS = ("paper_success", "loose_success")
 
 
-def _loose(verdict) -> float:
+def loose_success(verdict) -> float:
+    """The verifier's looser success criterion where it reports one (maze: the paper's), else success."""
     for key in LOOSE_KEYS:
         if key in verdict.components:
             return float(verdict.components[key])
@@ -66,7 +68,7 @@ def aggregate(verdicts: list) -> dict:
     return {
         "n": n,
         "success_rate": mean([float(v.success) for v in verdicts]),
-        "loose_success_rate": mean([_loose(v) for v in verdicts]),
+        "loose_success_rate": mean([loose_success(v) for v in verdicts]),
         "precision": mean([v.precision for v in verdicts]),
         "recall": mean([v.recall for v in verdicts]),
         "f1": mean([v.f1 for v in verdicts]),

@@ -56,10 +56,9 @@ from vrlvr.train.data import (
     HELDOUT_FILE,
     EvalPuzzle,
     VideoSpec,
+    check_inside_heldout,
     eval_puzzles,
-    read_heldout,
-    seen_by,
-    size_quotas,
+    eval_subset,
 )
 from vrlvr.train.device import resolve_device
 from vrlvr.train.distributed import (
@@ -72,7 +71,7 @@ from vrlvr.train.distributed import (
     merge_sums,
     threads_per_rank,
 )
-from vrlvr.train.evaluate import aggregate, evaluate, evaluate_baselines
+from vrlvr.train.evaluate import aggregate, evaluate, evaluate_baselines, loose_success, verify_group
 from vrlvr.train.grpo_config import FROZEN_ON_RESUME, GRPOConfig
 from vrlvr.train.logger import MetricsLogger, plot_curves
 from vrlvr.train.rollout import GroupBucket, RolloutBatch, sample_rollouts
@@ -255,19 +254,6 @@ def _heldout_sets(cfg: GRPOConfig, tasks: list) -> dict[str, list[EvalPuzzle]]:
     }
 
 
-def _check_init_heldout(cfg: GRPOConfig, tasks: list, heldout: dict[str, list[EvalPuzzle]]) -> None:
-    """Our held-out puzzles must lie inside model.init's own held-out set (it trained on the rest)."""
-    folder = resolve_checkpoint(cfg.model.init)
-    for t in tasks:
-        bad = seen_by(read_heldout(folder, t.name), t.name, heldout[t.name])
-        if bad:
-            raise ValueError(
-                f"{len(bad)} of the {len(heldout[t.name])} held-out {t.name} puzzles may have been trained "
-                f"on by model.init={cfg.model.init} (not in its {HELDOUT_FILE}); use its held-out settings "
-                "(heldout.seed, heldout.n) or other sizes"
-            )
-
-
 def _write_heldout(path: Path, cfg: GRPOConfig, heldout: dict[str, list[EvalPuzzle]]) -> None:
     recs = {
         name: {
@@ -281,15 +267,6 @@ def _write_heldout(path: Path, cfg: GRPOConfig, heldout: dict[str, list[EvalPuzz
     }
     rec = next(iter(recs.values())) if len(recs) == 1 else {"tasks": recs}
     atomic_write_text(path, json.dumps(rec) + "\n")
-
-
-def _eval_subset(cfg: GRPOConfig, name: str, heldout: list[EvalPuzzle]) -> list[EvalPuzzle]:
-    """The first eval.n held-out puzzles, an even share per size (each size's prefix)."""
-    return [
-        p
-        for size, k in size_quotas(cfg.data.sizes_for(name), cfg.eval.n).items()
-        for p in [q for q in heldout if q.size == size][:k]
-    ]
 
 
 def heldout_eval(policy, task, puzzles, video: VideoSpec, cfg: GRPOConfig) -> dict:
@@ -369,8 +346,10 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
     d = cfg.data
     video = VideoSpec(d.num_frames, d.cell_px, d.height, d.width)
     heldout = _heldout_sets(cfg, task_list)
-    _check_init_heldout(cfg, task_list, heldout)
-    eval_sets = {name: _eval_subset(cfg, name, ps) for name, ps in heldout.items()}
+    init_folder = resolve_checkpoint(cfg.model.init)
+    for t in task_list:
+        check_inside_heldout(init_folder, t.name, heldout[t.name], "model.init")
+    eval_sets = {name: eval_subset(ps, d.sizes_for(name), cfg.eval.n) for name, ps in heldout.items()}
     rcfg = {t.name: reward_config_for(t.name, cfg.reward) for t in task_list}
 
     policy, ref_policy = build_rl_policy(cfg, device)
@@ -503,13 +482,13 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         for b, r in zip(buckets, rollouts):
             ps = [p for p in b.puzzles for _ in range(G)]
             th = [t for t in b.themes for _ in range(G)]
-            verdicts = _verify(b.task, ps, r.videos, th, rcfg[b.task.name])
+            verdicts = verify_group(b.task, ps, r.videos, th, rcfg[b.task.name])
             dense = torch.tensor([float(v.reward) for v in verdicts], dtype=torch.float64)
             success = torch.tensor([float(v.success) for v in verdicts], dtype=torch.float64)
             rew = success if cfg.reward.kind == "sparse" else dense
             nonfinite_reward += int((~torch.isfinite(rew)).sum())
             succ += float(success.sum())
-            loose += float(sum(_loose_of(v) for v in verdicts))
+            loose += float(sum(loose_success(v) for v in verdicts))
             for v in verdicts:
                 for k, x in v.components.items():
                     comp_sums[k][0] += float(x)
@@ -649,23 +628,6 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
     return {"step": step, "before": before, "after": after, "minutes": (time.time() - t_start) / 60}
 
 
-def _verify(task, puzzles, videos, themes, config):
-    from vrlvr.verify import RULES, verify_batch
-
-    if task.name in RULES:
-        return list(verify_batch(task, puzzles, videos, themes=themes, config=config))
-    return [task.verify_video(p, v) for p, v in zip(puzzles, videos)]
-
-
-def _loose_of(verdict) -> float:
-    from vrlvr.train.evaluate import LOOSE_KEYS
-
-    for key in LOOSE_KEYS:
-        if key in verdict.components:
-            return float(verdict.components[key])
-    return float(verdict.success)
-
-
 def _load_trainable(policy: VideoPolicy, folder: str | Path) -> None:
     """Put a checkpoint's trained weights (the adapter, or the whole model) into the built policy."""
     if policy.lora:
@@ -693,6 +655,7 @@ def backward_grpo_loss(
     keep_rows = keep.repeat_interleave(G)  # [N]
     N = adv_rows.shape[0]
     mb = g_cfg.micro_batch
+    acc = torch.zeros(6, dtype=torch.float64, device=device)  # the same sums as ``stats``
     for b0 in range(0, N, mb):
         rows = torch.arange(b0, min(N, b0 + mb))
         rows = rows[keep_rows[rows]]
@@ -720,11 +683,15 @@ def backward_grpo_loss(
                 loss = pg + g_cfg.beta * kl
             total = loss.sum() / denom
             total.backward()
-            with torch.no_grad():
-                stats[0] += float(pg.sum())
-                stats[1] += float(kl.sum())
-                stats[2] += float(((ratio - 1).abs() > g_cfg.clip_range).sum())
-                stats[3] += m
-                stats[5] += float(total)
+            with torch.no_grad():  # on the device: no host sync per micro-batch
+                dev = (ratio - 1).abs()
+                acc[0] += pg.sum()
+                acc[1] += kl.sum()
+                acc[2] += (dev > g_cfg.clip_range).sum()
+                acc[3] += m
+                acc[5] += total.detach()
                 if epoch == 0:
-                    stats[4] = max(float(stats[4]), float((ratio - 1).abs().max()))
+                    acc[4] = torch.maximum(acc[4], dev.max())
+    acc = acc.cpu()  # one sync per bucket and epoch
+    stats[[0, 1, 2, 3, 5]] += acc[[0, 1, 2, 3, 5]]
+    stats[4] = max(float(stats[4]), float(acc[4]))

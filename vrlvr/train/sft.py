@@ -41,10 +41,9 @@ from vrlvr.train.data import (
     FolderStream,
     SolutionStream,
     VideoSpec,
+    check_inside_heldout,
     eval_puzzles,
-    read_heldout,
-    seen_by,
-    size_quotas,
+    eval_subset,
     write_heldout,
 )
 from vrlvr.train.device import resolve_device
@@ -174,21 +173,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     if cfg.model.kind == "tiny-pixel" and cfg.model.path:
         # starting from a checkpoint: its run trained on every puzzle of its sizes outside its own
         # held-out set, so ours must lie inside that set or evaluation would score trained-on puzzles
-        init = resolve_checkpoint(cfg.model.path)
-        bad = seen_by(read_heldout(init), task.name, heldout)
-        if bad:
-            raise ValueError(
-                f"{len(bad)} of the {len(heldout)} held-out puzzles may have been trained on by "
-                f"model.path={cfg.model.path} (not in its {init / HELDOUT_FILE}); use its held-out "
-                "settings (heldout.seed, heldout.n) or other sizes"
-            )
+        check_inside_heldout(resolve_checkpoint(cfg.model.path), task.name, heldout, "model.path")
     write_heldout(run / HELDOUT_FILE, task.name, d.sizes, cfg.heldout.n, cfg.heldout.seed, heldout_keys)
-    # eval_puzzles draws the first distinct puzzles per size, so the eval set is each size's prefix
-    eval_set = [
-        p
-        for size, k in size_quotas(d.sizes, cfg.eval.n).items()
-        for p in [q for q in heldout if q.size == size][:k]
-    ]
+    eval_set = eval_subset(heldout, d.sizes, cfg.eval.n)
 
     torch.manual_seed(cfg.seed)
     policy = load_policy(ckpt, device=device) if ckpt else build_policy(cfg.model, device)
