@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = 4  # videos per held-out puzzle in the full run (each with its own noise)
 METRICS = ("success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward")
 QUICK = [
     "optim.steps=2",
@@ -46,6 +47,11 @@ QUICK = [
     "eval.samples_per_puzzle=1",
     "max_minutes=0",
 ]
+#: every full run trains its config's optim.steps whatever the machine's speed (no max_minutes cut),
+#: so that runs compared with each other (window half vs all steps) made the same number of updates
+FULL = ["max_minutes=0"]
+#: the maze RL run of table1 also gives the default-reward curve of the hack experiment
+MAZE_EVAL_EVERY = {"quick": ["eval.every=1"], "full": ["eval.every=10"]}
 
 
 def train(name: str, config: Path, overrides: list[str], args) -> Path:
@@ -61,7 +67,7 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
         f"out_dir={out}",
         "--overwrite",
     ]
-    cmd += ["--no-progress", *(QUICK if args.quick else []), *overrides]
+    cmd += ["--no-progress", *(QUICK if args.quick else FULL), *overrides]
     print(f"[reproduce] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
     t0 = time.time()
     # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the source
@@ -102,7 +108,16 @@ def bootstrap(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
 
 def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
     """Per-puzzle metrics of a checkpoint on the run's held-out evaluation puzzles (the same puzzles
-    for the SFT checkpoint and the RL policy), plus the baselines on them."""
+    for the SFT checkpoint and the RL policy), plus the baselines on them. Memoised per invocation:
+    table4 and the reward experiment reuse table1's evaluation of the same RL policy."""
+    memo = args.__dict__.setdefault("evals", {})
+    key = (str(checkpoint), str(run))
+    if key not in memo:
+        memo[key] = _held_out_eval(checkpoint, run, args)
+    return memo[key]
+
+
+def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
     import yaml
 
     from vrlvr import tasks
@@ -120,7 +135,7 @@ def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, 
     puzzles, _ = eval_puzzles(task, cfg.data.sizes_for(name), n, cfg.heldout.seed, allowed=allowed)
     video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px, cfg.data.height, cfg.data.width)
     policy = load_policy(checkpoint).eval()
-    samples = 1 if args.quick else 4
+    samples = 1 if args.quick else SAMPLES
     vals = per_puzzle(policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, 7)
     return vals, evaluate_baselines(task, puzzles, video)
 
@@ -139,15 +154,25 @@ def step_times(run: Path) -> list[float]:
     return [r["step_time_s"] for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
 
 
+def rl_run(task: str, args) -> Path:
+    """The RL run of configs/<task>-tiny.yaml (made once, reused by table1, table4, reward, hack)."""
+    made = args.__dict__.setdefault("rl_runs", {})  # per invocation: a rerun never reuses old runs
+    if task not in made:
+        extra = MAZE_EVAL_EVERY["quick" if args.quick else "full"] if task == "maze" else []
+        made[task] = train(f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", extra, args)
+    return made[task]
+
+
 def exp_table1(args) -> dict:
     out = {}
     for task in args.tasks:
-        run = train(f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", [], args)
+        run = rl_run(task, args)
         sft_vals, baselines = held_out_eval(f"{task}-tiny", run, args)
         rl_vals, _ = held_out_eval(run / "final", run, args)
         gain = bootstrap(rl_vals - sft_vals)
         out[task] = {
             "puzzles": len(sft_vals),
+            "samples": 1 if args.quick else SAMPLES,
             "sft": bootstrap(sft_vals),
             "rl": bootstrap(rl_vals),
             "gain": gain,
@@ -158,9 +183,7 @@ def exp_table1(args) -> dict:
 
 
 def exp_table4(args) -> dict:
-    half = Path(args.out) / "runs" / "maze-rl"
-    if not (half / "final").is_dir():
-        half = train("maze-rl", ROOT / "configs" / "maze-tiny.yaml", [], args)
+    half = rl_run("maze", args)
     steps = 4 if args.quick else 10
     full = train(
         "maze-rl-all-steps", ROOT / "configs" / "maze-tiny.yaml", [f"grpo.sde_window=[0,{steps}]"], args
@@ -180,9 +203,7 @@ def exp_table4(args) -> dict:
 def exp_reward(args) -> dict:
     out = {}
     for task in ("maze", "flowfree"):
-        dense = Path(args.out) / "runs" / f"{task}-rl"
-        if not (dense / "final").is_dir():
-            dense = train(f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", [], args)
+        dense = rl_run(task, args)
         sparse = train(
             f"{task}-rl-sparse", ROOT / "configs" / f"{task}-tiny.yaml", ["reward.kind=sparse"], args
         )
@@ -196,9 +217,9 @@ def exp_reward(args) -> dict:
 def exp_hack(args) -> dict:
     from vrlvr.train.logger import read_metrics
 
-    every = ["eval.every=1"] if args.quick else ["eval.every=10"]
+    every = MAZE_EVAL_EVERY["quick" if args.quick else "full"]
     runs = {
-        "default": train("maze-rl-evalcurve", ROOT / "configs" / "maze-tiny.yaml", every, args),
+        "default": rl_run("maze", args),
         "paper_no_kl": train(
             "maze-rl-paper-nokl",
             ROOT / "configs" / "maze-tiny.yaml",
@@ -229,16 +250,27 @@ def tables(results: dict, quick: bool) -> str:
         lines += ["**--quick smoke run: 2 steps and a handful of puzzles; these numbers mean nothing.**", ""]
     if "table1" in results:
         lines += [
-            "## SFT vs RL on held-out puzzles (success and reward in %, mean [95% CI])",
+            "## SFT vs RL on held-out puzzles (%, mean [95% bootstrap CI over puzzles])",
             "",
-            "| task | puzzles | SFT success | RL success | gain | SFT reward | RL reward | gain "
-            "| best baseline success |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| task | puzzles x samples | SFT success | RL success | gain | SFT F1 | RL F1 "
+            "| SFT reward | RL reward | gain | best baseline: success, F1, reward |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for task, r in results["table1"].items():
-            best = max((b["success_rate"] for b in r["baselines"].values()), default=float("nan"))
-            cells = [fmt(r[k], m) for m in ("success_rate", "mean_reward") for k in ("sft", "rl", "gain")]
-            lines.append(f"| {task} | {r['puzzles']} | " + " | ".join(cells) + f" | {100 * best:.1f} |")
+            cells = [fmt(r[k], "success_rate") for k in ("sft", "rl", "gain")]
+            cells += [fmt(r[k], "f1") for k in ("sft", "rl")]
+            cells += [fmt(r[k], "mean_reward") for k in ("sft", "rl", "gain")]
+            base = r["baselines"]
+            best = max(base, key=lambda b: (base[b]["mean_reward"], base[b]["f1"])) if base else None
+            bcell = (
+                f"{best}: {100 * base[best]['success_rate']:.1f}, {100 * base[best]['f1']:.1f}, "
+                f"{100 * base[best]['mean_reward']:.1f}"
+                if best
+                else "-"
+            )
+            lines.append(
+                f"| {task} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
+            )
         lines.append("")
     if "table4" in results:
         t = results["table4"]
@@ -283,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
+    ap.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="run nothing: rebuild the tables (docs/results.md, README) from OUT/<experiment>.json",
+    )
     args = ap.parse_args(argv)
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -290,11 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}
     results = {}
     for name in todo:
+        if args.tables_only:
+            path = Path(args.out) / f"{name}.json"
+            if path.is_file():
+                results[name] = json.loads(path.read_text())
+            continue
         t0 = time.time()
         results[name] = runners[name](args)
-        results[name + "_seconds"] = round(time.time() - t0, 1)
         (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-    text = tables({k: v for k, v in results.items() if not k.endswith("_seconds")}, args.quick)
+        # wall time per experiment, kept beside the results (the README quotes it)
+        timing_path = Path(args.out) / "seconds.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+        timing[name] = round(time.time() - t0, 1)
+        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    text = tables(results, args.quick)
     (Path(args.out) / "results.md").write_text(text + "\n")
     if not args.no_readme:
         (ROOT / "docs" / "results.md").write_text(text + "\n")

@@ -672,15 +672,24 @@ def backward_grpo_loss(
             pg, ratio = ppo_loss(logp, r.logp[rows, k - start].to(device), a, g_cfg.clip_range)
             loss = pg
             kl = torch.zeros_like(pg)
-            if g_cfg.beta > 0:
+            # beta > 0: the KL of every term is in the loss. beta = 0: it is only watched, on the
+            # first window step of each micro-batch (one reference forward instead of W), and the
+            # logged mean is that step's KL (its sum counted W times, so the division by all
+            # terms gives that step's mean)
+            watch = g_cfg.beta == 0 and k == start
+            if g_cfg.beta > 0 or watch:
                 with torch.no_grad():
                     if ref_policy is not None:
                         v_ref = ref_policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)
                     else:
                         with policy.adapters_disabled():
                             v_ref = policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)
-                kl = sde_kl(v, v_ref[:, :, 1:], sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode)
-                loss = pg + g_cfg.beta * kl
+                v_kl = v.detach() if watch else v
+                kl = sde_kl(v_kl, v_ref[:, :, 1:], sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode)
+                if watch:
+                    kl = kl.detach() * (end - start)
+                else:
+                    loss = pg + g_cfg.beta * kl
             total = loss.sum() / denom
             total.backward()
             with torch.no_grad():  # on the device: no host sync per micro-batch

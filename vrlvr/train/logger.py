@@ -76,8 +76,9 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
-    """curves.png: reward, exact and loose success, KL and clip fraction over steps (training
-    rollouts as lines, held-out evaluations as markers). None when there is nothing to plot."""
+    """curves.png: reward, exact and loose success, held-out precision / recall / F1, KL, clip
+    fraction and the share of zero-variance groups over steps (training rollouts as lines,
+    held-out evaluations as markers). None when there is nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
@@ -89,7 +90,7 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
     if not train:
         return None
     steps = [r["step"] for r in train]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     ax = axes[0, 0]
     ax.plot(steps, [r["reward_mean"] for r in train], label="rollout reward")
     for task in sorted({e.get("task") for e in evals}):
@@ -118,10 +119,30 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
         )
     ax.set_title("success")
     ax.legend(fontsize=7)
-    axes[1, 0].plot(steps, [r.get("kl", float("nan")) for r in train])
-    axes[1, 0].set_title("KL to the reference policy")
+    ax = axes[0, 2]
+    for task in sorted({e.get("task") for e in evals}):
+        pts = [e for e in evals if e.get("task") == task]
+        for key, style in (("precision", "^:"), ("recall", "v:"), ("f1", "o--")):
+            vals = [e["eval"].get(key) for e in pts]
+            if any(v is not None for v in vals):
+                ax.plot(
+                    [e["step"] for e in pts],
+                    [float("nan") if v is None else v for v in vals],
+                    style,
+                    label=f"held-out {task} {key}",
+                )
+    ax.set_title("held-out precision / recall / F1")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    kl = [r.get("kl") for r in train]
+    axes[1, 0].plot(steps, [float("nan") if v is None else v for v in kl])
+    # runs made before the KL was watched with grpo.beta = 0 logged 0 throughout
+    measured = any(v not in (None, 0.0) for v in kl[1:])
+    axes[1, 0].set_title("KL to the reference policy" + ("" if measured else " (not measured)"))
     axes[1, 1].plot(steps, [r.get("clip_frac", float("nan")) for r in train])
     axes[1, 1].set_title("clip fraction")
+    axes[1, 2].plot(steps, [r.get("frac_zero_std", float("nan")) for r in train])
+    axes[1, 2].set_title("groups without reward variance (skipped)")
     for a in axes.flat:
         a.set_xlabel("step")
         a.grid(alpha=0.3)
