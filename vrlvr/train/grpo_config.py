@@ -135,7 +135,13 @@ class GRPOSettings:
     )
     clip_range: float = field(default=0.2, metadata={"help": "PPO ratio clip epsilon"})
     adv_clip: float = field(default=5.0, metadata={"help": "advantages are clipped to +-adv_clip"})
-    beta: float = field(default=0.04, metadata={"help": "KL weight (KL to the policy with adapters off)"})
+    beta: float = field(
+        default=0.04,
+        metadata={
+            "help": "KL weight (KL to the policy with adapters off; the paper's 0.04). 0: the KL stays "
+            "out of the loss and is only logged, from the first window step (configs/*-tiny.yaml)"
+        },
+    )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
     micro_batch: int = field(
         default=8, metadata={"help": "samples per forward/backward (bounds memory; rollouts too)"}
