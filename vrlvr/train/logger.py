@@ -136,9 +136,10 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
         ax.legend(fontsize=7)
     kl = [r.get("kl") for r in train]
     axes[1, 0].plot(steps, [float("nan") if v is None else v for v in kl])
-    # runs made before the KL was watched with grpo.beta = 0 logged 0 throughout
-    measured = any(v not in (None, 0.0) for v in kl[1:])
-    axes[1, 0].set_title("KL to the reference policy" + ("" if measured else " (not measured)"))
+    # 0 after step 1 means either a run that never updated (every group skipped) or one made
+    # before the trainer logged the KL with grpo.beta = 0: the title says so rather than guess
+    moved = any(v not in (None, 0.0) for v in kl[1:])
+    axes[1, 0].set_title("KL to the reference policy" + ("" if moved else " (0: no update, or not logged)"))
     axes[1, 1].plot(steps, [r.get("clip_frac", float("nan")) for r in train])
     axes[1, 1].set_title("clip fraction")
     axes[1, 2].plot(steps, [r.get("frac_zero_std", float("nan")) for r in train])
