@@ -1,6 +1,7 @@
 """Reproduce the VideoRLVR paper's findings at CPU scale, from the shipped tiny checkpoints.
 
     python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack]
+    python scripts/reproduce.py --score runs/NAME/final [runs/NAME/checkpoints/step_N ...]
 
 Experiments (every number on held-out puzzles, canonical keys never trained on in SFT or RL, with
 several samples per puzzle and 95% bootstrap intervals over puzzles, beside the trivial baselines):
@@ -8,11 +9,18 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
 - ``table1`` (paper Table 1): the SFT checkpoint vs the RL policy that `vrlvr-train` makes from it
   with configs/<task>-tiny.yaml, for maze, flowfree and sokoban: success, loose success,
   precision, recall, F1, reward, and the paired gain RL - SFT with its interval;
-- ``table4`` (paper Table 4, maze): the SDE window on the first half of the steps vs all steps:
-  median step time ratio and final success;
-- ``reward`` (maze, flowfree): dense reward vs sparse (success as 0/1);
-- ``hack`` (maze): the paper's reward preset with the KL term off vs the project's default:
-  loose vs exact success over training.
+- ``table4`` (paper Table 4, maze): the SDE window on the first half of the sampling steps vs all
+  of them, otherwise the shipped recipe with TABLE4_STEPS updates each: median step time ratio,
+  final success and their paired difference;
+- ``reward`` (maze, flowfree): dense reward vs sparse (success as 0/1), each paired against SFT;
+- ``hack`` (maze): the paper's reward preset vs the project's default, both dense and with the KL
+  term off: loose vs exact success over training.
+
+Runs are shared between experiments (the shipped maze recipe is table1's run; its dense twin
+serves the reward and hack experiments). Per-puzzle values are kept in the JSON, so any two
+policies scored on the same puzzles can be compared later with a paired interval; each entry says
+when and from which commit it was measured, and ``--tasks`` reruns some tasks while keeping the
+others' entries of table1.json and reward.json.
 
 Writes OUT/<experiment>.json, OUT/runs/<run>/ (the vrlvr-train run folders), docs/results.md (the
 tables) and docs/curves_<run>.png (reward, exact and loose success, KL over steps), and replaces the
@@ -51,11 +59,24 @@ QUICK = [
 #: so that runs compared with each other (window half vs all steps) made the same number of updates
 FULL = ["max_minutes=0"]
 #: the maze RL run of table1 also gives the default-reward curve of the hack experiment
-MAZE_EVAL_EVERY = {"quick": ["eval.every=1"], "full": ["eval.every=10"]}
+MAZE_EVAL_EVERY = {"quick": ["eval.every=1"], "full": ["eval.every=20"]}
+#: updates of each table4 run (the window on the first half vs all sampling steps): enough to see
+#: the step time and whether the first half keeps the quality, at a third of the shipped recipe's cost
+TABLE4_STEPS = 50
+#: experiments whose JSON holds one entry per task: a run with --tasks keeps the other tasks' entries
+PER_TASK = ("table1", "reward")
 
 
 def train(name: str, config: Path, overrides: list[str], args) -> Path:
-    """One `vrlvr-train` run (a subprocess: its own memory, its own threads) -> its run folder."""
+    """One `vrlvr-train` run (a subprocess: its own memory, its own threads) -> its run folder.
+
+    Memoised per invocation by run name: table1, table4, reward and hack share runs (a rerun of the
+    script never reuses the runs of an earlier one). One name always means the same overrides."""
+    made = args.__dict__.setdefault("runs_made", {})
+    if name in made:
+        if made[name][1] != overrides:
+            raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
+        return made[name][0]
     out = Path(args.out).resolve() / "runs" / name
     cmd = [
         sys.executable,
@@ -76,7 +97,31 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
     if res.returncode != 0:
         raise SystemExit(f"[reproduce] run {name} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
     print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    made[name] = (out, list(overrides))
     return out
+
+
+def config_of(task: str) -> dict:
+    """configs/<task>-tiny.yaml as a dict (what the shipped recipe sets)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "configs" / f"{task}-tiny.yaml").read_text())
+
+
+def provenance() -> dict:
+    """When and from which commit a result was measured (kept beside it in the JSON)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    return {"date": time.strftime("%Y-%m-%d"), "commit": (commit or "unknown") + ("+dirty" if dirty else "")}
 
 
 def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
@@ -106,10 +151,17 @@ def bootstrap(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
     return {m: {"mean": float(mean[k]), "ci95": [float(lo[k]), float(hi[k])]} for k, m in enumerate(METRICS)}
 
 
+def stored(values: np.ndarray) -> list:
+    """Per-puzzle values for the JSON (rows: puzzles, columns: METRICS; None for undefined), so
+    that any two policies scored on the same puzzles can be compared later with a paired interval."""
+    return [[None if np.isnan(x) else round(float(x), 4) for x in row] for row in values]
+
+
 def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
     """Per-puzzle metrics of a checkpoint on the run's held-out evaluation puzzles (the same puzzles
-    for the SFT checkpoint and the RL policy), plus the baselines on them. Memoised per invocation:
-    table4 and the reward experiment reuse table1's evaluation of the same RL policy."""
+    for the SFT checkpoint and every RL policy of a task: the held-out set depends only on the
+    config's heldout seed), plus the baselines on them. Memoised per invocation: table4 and the
+    reward experiment reuse table1's evaluation of the same policy."""
     memo = args.__dict__.setdefault("evals", {})
     key = (str(checkpoint), str(run))
     if key not in memo:
@@ -154,13 +206,26 @@ def step_times(run: Path) -> list[float]:
     return [r["step_time_s"] for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
 
 
+def maze_every(args) -> list[str]:
+    return MAZE_EVAL_EVERY["quick" if args.quick else "full"]
+
+
 def rl_run(task: str, args) -> Path:
-    """The RL run of configs/<task>-tiny.yaml (made once, reused by table1, table4, reward, hack)."""
-    made = args.__dict__.setdefault("rl_runs", {})  # per invocation: a rerun never reuses old runs
-    if task not in made:
-        extra = MAZE_EVAL_EVERY["quick" if args.quick else "full"] if task == "maze" else []
-        made[task] = train(f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", extra, args)
-    return made[task]
+    """The RL run of configs/<task>-tiny.yaml as shipped (table1; reused by the other experiments)."""
+    return train(
+        f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", maze_every(args) if task == "maze" else [], args
+    )
+
+
+def kind_run(task: str, kind: str, args) -> Path:
+    """The shipped recipe with ``reward.kind`` set to ``kind`` (the shipped run itself when it
+    already uses that kind)."""
+    if config_of(task).get("reward", {}).get("kind", "dense") == kind:
+        return rl_run(task, args)
+    extra = maze_every(args) if task == "maze" else []
+    return train(
+        f"{task}-rl-{kind}", ROOT / "configs" / f"{task}-tiny.yaml", [f"reward.kind={kind}", *extra], args
+    )
 
 
 def exp_table1(args) -> dict:
@@ -169,61 +234,110 @@ def exp_table1(args) -> dict:
         run = rl_run(task, args)
         sft_vals, baselines = held_out_eval(f"{task}-tiny", run, args)
         rl_vals, _ = held_out_eval(run / "final", run, args)
-        gain = bootstrap(rl_vals - sft_vals)
         out[task] = {
             "puzzles": len(sft_vals),
             "samples": 1 if args.quick else SAMPLES,
+            "recipe": config_summary(run),
+            "median_step_time_s": statistics.median(step_times(run) or [0.0]),
             "sft": bootstrap(sft_vals),
             "rl": bootstrap(rl_vals),
-            "gain": gain,
+            "gain": bootstrap(rl_vals - sft_vals),
             "baselines": baselines,
+            "per_puzzle": {"metrics": list(METRICS), "sft": stored(sft_vals), "rl": stored(rl_vals)},
+            "measured": provenance(),
         }
         curves(run, args)
     return out
 
 
-def exp_table4(args) -> dict:
-    half = rl_run("maze", args)
-    steps = 4 if args.quick else 10
-    full = train(
-        "maze-rl-all-steps", ROOT / "configs" / "maze-tiny.yaml", [f"grpo.sde_window=[0,{steps}]"], args
-    )
-    th, tf = step_times(half), step_times(full)
-    h_vals, _ = held_out_eval(half / "final", half, args)
-    f_vals, _ = held_out_eval(full / "final", full, args)
+def config_summary(run: Path) -> dict:
+    """The recipe knobs a reader compares runs by, read from the run's own config.yaml."""
+    import yaml
+
+    c = yaml.safe_load((run / "config.yaml").read_text())
+    g, r, o = c.get("grpo", {}), c.get("reward", {}), c.get("optim", {})
     return {
-        "median_step_time_s": {"first_half": statistics.median(th), "all_steps": statistics.median(tf)},
-        "step_time_ratio": statistics.median(th) / statistics.median(tf),
+        "steps": o.get("steps"),
+        "lr": o.get("lr"),
+        "reward": f"{r.get('kind', 'dense')}/{r.get('preset', 'default')}",
+        "prompts_x_group": f"{g.get('prompts_per_step')}x{g.get('group_size')}",
+        "sde_window": g.get("sde_window"),
+        "beta": g.get("beta"),
+    }
+
+
+def exp_table4(args) -> dict:
+    """The window on the first half of the sampling steps vs all of them, everything else as
+    shipped except the number of updates (TABLE4_STEPS: the question is the step time and whether
+    the first half keeps the quality, not the best policy)."""
+    steps = config_of("maze")["sampling"]["steps"] if not args.quick else 4
+    n_updates = [] if args.quick else [f"optim.steps={TABLE4_STEPS}"]
+    runs = {
+        "first_half": train(
+            "maze-esf-first-half",
+            ROOT / "configs" / "maze-tiny.yaml",
+            [f"grpo.sde_window=[0,{steps // 2}]", *n_updates],
+            args,
+        ),
+        "all_steps": train(
+            "maze-esf-all-steps",
+            ROOT / "configs" / "maze-tiny.yaml",
+            [f"grpo.sde_window=[0,{steps}]", *n_updates],
+            args,
+        ),
+    }
+    t = {k: statistics.median(step_times(r)) for k, r in runs.items()}
+    vals = {k: held_out_eval(r / "final", r, args)[0] for k, r in runs.items()}
+    shipped = rl_run("maze", args)
+    return {
+        "updates": TABLE4_STEPS if not args.quick else None,
+        "windows": {"first_half": [0, steps // 2], "all_steps": [0, steps]},
+        "median_step_time_s": t,
+        "step_time_ratio": t["first_half"] / t["all_steps"],
         "goal_ratio": 0.6,
-        "first_half": bootstrap(h_vals),
-        "all_steps": bootstrap(f_vals),
+        "first_half": bootstrap(vals["first_half"]),
+        "all_steps": bootstrap(vals["all_steps"]),
+        "first_half_minus_all": bootstrap(vals["first_half"] - vals["all_steps"]),
+        "shipped": {
+            "sde_window": config_summary(shipped)["sde_window"],
+            "median_step_time_s": statistics.median(step_times(shipped)),
+        },
+        "measured": provenance(),
     }
 
 
 def exp_reward(args) -> dict:
     out = {}
-    for task in ("maze", "flowfree"):
-        dense = rl_run(task, args)
-        sparse = train(
-            f"{task}-rl-sparse", ROOT / "configs" / f"{task}-tiny.yaml", ["reward.kind=sparse"], args
-        )
+    for task in [t for t in ("maze", "flowfree") if t in args.tasks]:
+        runs = {kind: kind_run(task, kind, args) for kind in ("dense", "sparse")}
+        shipped = rl_run(task, args)
+        sft_vals, _ = held_out_eval(f"{task}-tiny", shipped, args)
+        vals = {kind: held_out_eval(r / "final", r, args)[0] for kind, r in runs.items()}
         out[task] = {
-            "dense": bootstrap(held_out_eval(dense / "final", dense, args)[0]),
-            "sparse": bootstrap(held_out_eval(sparse / "final", sparse, args)[0]),
+            "shipped": config_of(task).get("reward", {}).get("kind", "dense"),
+            "sft": bootstrap(sft_vals),
+            **{kind: bootstrap(v) for kind, v in vals.items()},
+            **{f"{kind}_gain": bootstrap(v - sft_vals) for kind, v in vals.items()},
+            "sparse_minus_dense": bootstrap(vals["sparse"] - vals["dense"]),
+            "per_puzzle": {"metrics": list(METRICS), **{kind: stored(v) for kind, v in vals.items()}},
+            "measured": provenance(),
         }
+        for r in runs.values():
+            curves(r, args)
     return out
 
 
 def exp_hack(args) -> dict:
+    """The paper's reward preset vs the project's default, both dense (the sparse reward pays no
+    partial credit, so there is nothing to flood) and both with the KL off."""
     from vrlvr.train.logger import read_metrics
 
-    every = MAZE_EVAL_EVERY["quick" if args.quick else "full"]
     runs = {
-        "default": rl_run("maze", args),
+        "default": kind_run("maze", "dense", args),
         "paper_no_kl": train(
             "maze-rl-paper-nokl",
             ROOT / "configs" / "maze-tiny.yaml",
-            ["reward.preset=paper", "grpo.beta=0", *every],
+            ["reward.kind=dense", "reward.preset=paper", "grpo.beta=0", *maze_every(args)],
             args,
         ),
     }
@@ -234,6 +348,8 @@ def exp_hack(args) -> dict:
             "step": [e["step"] for e in evals],
             "success_rate": [e["eval"]["success_rate"] for e in evals],
             "loose_success_rate": [e["eval"]["loose_success_rate"] for e in evals],
+            "recipe": config_summary(run),
+            "measured": provenance(),
         }
         curves(run, args)
     return out
@@ -242,6 +358,44 @@ def exp_hack(args) -> dict:
 def fmt(ci: dict, key: str, scale: float = 100.0) -> str:
     m = ci[key]
     return f"{scale * m['mean']:.1f} [{scale * m['ci95'][0]:.1f}, {scale * m['ci95'][1]:.1f}]"
+
+
+def score(args) -> str:
+    """Each checkpoint of ``--score`` beside its run's SFT checkpoint (``model.init``) on the run's
+    held-out puzzles, as table1 scores them: means and paired gains with 95% intervals."""
+    import yaml
+
+    lines = [
+        "| checkpoint | SFT success | success | gain | F1 gain | reward gain |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for ck in args.score:
+        ck = Path(ck).resolve()
+        run = next((d for d in [ck, *ck.parents] if (d / "config.yaml").is_file()), None)
+        if run is None or not (ck / "policy.json").is_file():
+            raise SystemExit(
+                f"--score {ck}: not a checkpoint of a vrlvr-train run "
+                "(no policy.json in it, or no config.yaml in it or above it)"
+            )
+        init = yaml.safe_load((run / "config.yaml").read_text())["model"]["init"]
+        sft, _ = held_out_eval(init, run, args)
+        rl, _ = held_out_eval(ck, run, args)
+        gain = bootstrap(rl - sft)
+        lines.append(
+            f"| {ck} | {fmt(bootstrap(sft), 'success_rate')} | {fmt(bootstrap(rl), 'success_rate')} | "
+            f"{fmt(gain, 'success_rate')} | {fmt(gain, 'f1')} | {fmt(gain, 'mean_reward')} |"
+        )
+    return "\n".join(lines)
+
+
+def measured_line(entries: dict) -> str:
+    """Which run measured each task's row: rows kept from an earlier invocation (``--tasks``) say so."""
+    when = {}
+    for task, r in entries.items():
+        m = r.get("measured") if isinstance(r, dict) else None
+        label = f"{m['date']}, commit {m['commit']}" if m else "an earlier run (no date or commit kept)"
+        when.setdefault(label, []).append(task)
+    return "Measured: " + "; ".join(f"{', '.join(ts)}: {label}" for label, ts in when.items()) + "."
 
 
 def tables(results: dict, quick: bool) -> str:
@@ -271,32 +425,53 @@ def tables(results: dict, quick: bool) -> str:
             lines.append(
                 f"| {task} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
             )
-        lines.append("")
+        lines += ["", measured_line(results["table1"]), ""]
     if "table4" in results:
         t = results["table4"]
+        win = t.get("windows", {})
         lines += [
             "## Early-Step Focus (maze)",
             "",
-            f"Median step time, window on the first half / all steps: {t['step_time_ratio']:.2f} "
-            f"(goal <= 0.6); final success {fmt(t['first_half'], 'success_rate')} vs "
-            f"{fmt(t['all_steps'], 'success_rate')}.",
-            "",
+            f"Median step time, window on the first half{' ' + str(win['first_half']) if win else ''} / all "
+            f"steps{' ' + str(win['all_steps']) if win else ''}: {t['step_time_ratio']:.2f} (goal <= 0.6), "
+            f"{t['median_step_time_s']['first_half']:.1f} s vs {t['median_step_time_s']['all_steps']:.1f} s"
+            + (f" ({t['updates']} updates each)" if t.get("updates") else "")
+            + f"; final success {fmt(t['first_half'], 'success_rate')}"
+            + f" vs {fmt(t['all_steps'], 'success_rate')}"
+            + (
+                f", difference {fmt(t['first_half_minus_all'], 'success_rate')}."
+                if "first_half_minus_all" in t
+                else "."
+            ),
         ]
-    if "reward" in results:
-        lines += [
-            "## Dense vs sparse reward (success %)",
-            "",
-            "| task | dense | sparse |",
-            "| --- | --- | --- |",
-        ]
-        for task, r in results["reward"].items():
+        if "shipped" in t:
             lines.append(
-                f"| {task} | {fmt(r['dense'], 'success_rate')} | {fmt(r['sparse'], 'success_rate')} |"
+                f"The shipped recipe's window {t['shipped']['sde_window']}: "
+                f"{t['shipped']['median_step_time_s']:.1f} s median step (table 1's run)."
             )
         lines.append("")
+    if "reward" in results:
+        lines += [
+            "## Dense vs sparse reward (success %, gains paired against the SFT checkpoint)",
+            "",
+            "| task | shipped | SFT | dense | gain | sparse | gain |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+
+        def cell(r: dict, key: str) -> str:
+            return fmt(r[key], "success_rate") if key in r else "-"
+
+        for task, r in results["reward"].items():
+            lines.append(
+                f"| {task} | {r.get('shipped', 'dense')} | {cell(r, 'sft')} | {cell(r, 'dense')} | "
+                f"{cell(r, 'dense_gain')} | {cell(r, 'sparse')} | {cell(r, 'sparse_gain')} |"
+            )
+        lines += ["", measured_line(results["reward"]), ""]
     if "hack" in results:
         lines += ["## Reward hacking (maze): held-out exact / loose success over training", ""]
         for name, r in results["hack"].items():
+            if not isinstance(r, dict) or "step" not in r:
+                continue
             pairs = ", ".join(
                 f"step {s}: {100 * e:.0f}/{100 * lo:.0f}"
                 for s, e, lo in zip(r["step"], r["success_rate"], r["loose_success_rate"])
@@ -316,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     ap.add_argument(
+        "--score",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="run nothing else: score these RL checkpoints (OUT/final or OUT/checkpoints/step_N of a "
+        "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired",
+    )
+    ap.add_argument(
         "--tables-only",
         action="store_true",
         help="run nothing: rebuild the tables (docs/results.md, README) from OUT/<experiment>.json",
@@ -323,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.score:
+        print(score(args))
+        return 0
     todo = args.only or ["table1", "table4", "reward", "hack"]
     runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}
     results = {}
@@ -334,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.time()
         results[name] = runners[name](args)
+        path = Path(args.out) / f"{name}.json"
+        if name in PER_TASK and path.is_file():
+            # a rerun of some tasks keeps the other tasks' entries (each says when it was measured)
+            old = json.loads(path.read_text())
+            results[name] = {**old, **results[name]}  # the old order, the new entries
         (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
         # wall time per experiment, kept beside the results (the README quotes it)
         timing_path = Path(args.out) / "seconds.json"
@@ -348,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         s = readme.read_text()
         a, b = "<!-- results:start -->", "<!-- results:end -->"
         if a in s and b in s:
-            s = s[: s.index(a) + len(a)] + "\n" + text.split("\n", 2)[2] + "\n" + s[s.index(b) :]
+            # the tables sit under the README's "Reproducing" section: their headings one level down
+            block = "\n".join("#### " + x[3:] if x.startswith("## ") else x for x in text.split("\n")[2:])
+            s = s[: s.index(a) + len(a)] + "\n" + block + "\n" + s[s.index(b) :]
             readme.write_text(s)
     print(text)
     return 0

@@ -109,6 +109,34 @@ def test_sample_writes_videos_and_verdicts(checkpoint, tmp_path):
     assert video.shape == (5, height, 114, 3)  # (28 + 1 + 28) px * 2 wide
 
 
+def test_eval_samples_pool_the_videos_and_report_pass_at_k(checkpoint, tmp_path, capsys):
+    out = tmp_path / "k.json"
+    rc = run_eval(checkpoint, out, "--n", "4", "--samples", "3", "--steps", "1")
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["n"] == 4 and r["videos"] == 12 and r["samples"] == 3 and r["per_size"]["7"]["n"] == 12
+    # a puzzle counts for pass@k when any of its samples succeeds: never below the mean success
+    assert 0.0 <= r["success_rate"] <= r["pass_at_k"] <= 1.0
+    err = capsys.readouterr().err
+    assert err.count("vrlvr eval: 12 videos x") == 1 and "4 videos x" not in err  # one work estimate
+    assert run_eval(checkpoint, tmp_path / "bad.json", "--samples", "0") == 2
+    assert "--samples must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_pass_at_k_counts_puzzles_solved_by_any_sample():
+    from vrlvr.commands.eval import pass_at_k
+    from vrlvr.tasks.base import Verdict
+
+    def rec(ok):
+        return {"verdict": Verdict(success=ok, reward=float(ok))}
+
+    # 3 puzzles x 2 samples: the first solved once, the second never, the third twice
+    records = [[rec(True), rec(False), rec(True)], [rec(False), rec(False), rec(True)]]
+    assert pass_at_k(records) == pytest.approx(2 / 3)
+    assert pass_at_k([[rec(False)] * 3]) == 0.0
+
+
 def test_eval_errors_are_clear(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "missing"), "--task", "maze"]) == 2
     assert "missing" in capsys.readouterr().err

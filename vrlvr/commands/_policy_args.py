@@ -264,12 +264,22 @@ def resolve(args: argparse.Namespace) -> dict:
     return s
 
 
-def evaluate_resolved(s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False):
+def evaluate_resolved(
+    s: dict,
+    args: argparse.Namespace,
+    puzzles: list,
+    keep_videos: bool = False,
+    noise_offset: int = 0,
+    check: bool = True,
+):
     """``vrlvr.train.evaluate.evaluate`` with the settings ``resolve`` gave and the command line's
-    batch size, seed and progress flag -> (metrics, records)."""
+    batch size, seed and progress flag -> (metrics, records). ``noise_offset`` is added to the
+    noise seed only (another sample of the same puzzles); ``check=False`` skips printing and
+    checking the work (a caller that ran ``check_work`` for all its samples at once)."""
     from vrlvr.train.evaluate import evaluate
 
-    check_work(s, args, len(puzzles), f"vrlvr {getattr(args, 'command', None) or 'eval'}")
+    if check:
+        check_work(s, args, len(puzzles), f"vrlvr {getattr(args, 'command', None) or 'eval'}")
     return evaluate(
         s["policy"],
         s["task"],
@@ -278,7 +288,7 @@ def evaluate_resolved(s: dict, args: argparse.Namespace, puzzles: list, keep_vid
         s["steps"],
         s["shift"],
         args.batch_size,
-        seed=args.seed,
+        seed=args.seed + noise_offset,
         theme=s["theme"],
         progress=not args.no_progress,
         keep_videos=keep_videos,

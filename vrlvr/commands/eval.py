@@ -1,6 +1,7 @@
 """Generate on held-out puzzles, verify, and report the paper's metrics as JSON.
 
     vrlvr eval --task maze --checkpoint maze-tiny --n 200 --seed 100000 --json out.json
+    vrlvr eval --checkpoint maze-tiny --n 96 --samples 8      # also pass@8 over 8 noise draws
 
 Puzzles are distinct (by canonical key), an even share of n per size, drawn from seeds seed,
 seed + 1, ...; when the checkpoint records its held-out set (heldout.json), only puzzles in it are
@@ -9,6 +10,11 @@ says how many distinct puzzles it used). The JSON holds task, n, success_rate, p
 f1, mean_reward, loose_success_rate, every reward component's mean, a per-size breakdown and the
 trivial baselines (held still, flood, the best cheap hack per task) on the same puzzles, also
 printed beside the model on stderr.
+
+``--samples K`` generates K videos per puzzle (noise seeds seed + j * 1000003): the metrics pool
+all K x n videos, and ``pass_at_k`` is the share of puzzles solved at least once. Beside the mean
+success it bounds what reinforcement learning can reach by sharpening alone (making the solutions
+the model already finds sometimes its usual output).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 
 from vrlvr.commands._policy_args import (
     add_policy_arguments,
+    check_work,
     check_writable,
     evaluate_resolved,
     resolve,
@@ -30,12 +37,44 @@ from vrlvr.commands._policy_args import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_policy_arguments(parser, n_default=200)
     parser.add_argument("--json", metavar="PATH", help="write the report here (always printed too)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="videos per puzzle, each with its own noise: metrics pool them; pass_at_k is reported",
+    )
+
+
+#: noise seed stride between the samples of one puzzle (a prime: no overlap with seed + batch offsets)
+SAMPLE_STRIDE = 1_000_003
+
+
+def pass_at_k(records: list[list[dict]]) -> float:
+    """records [K samples][n puzzles] -> share of puzzles with a success among their K videos."""
+    n = len(records[0])
+    return sum(any(rs[i]["verdict"].success for rs in records) for i in range(n)) / max(n, 1)
+
+
+def pooled(records: list[list[dict]]) -> dict:
+    """Metrics over every video of every sample (as one evaluation of K x n videos), per size too."""
+    from vrlvr.train.evaluate import aggregate
+
+    flat = [r for rs in records for r in rs]
+    metrics = aggregate([r["verdict"] for r in flat])
+    sizes = sorted({r["size"] for r in flat})
+    per_size = {z: aggregate([r["verdict"] for r in flat if r["size"] == z]) for z in sizes}
+    metrics["per_size"] = {
+        str(z): {k: v for k, v in m.items() if k != "components"} for z, m in per_size.items()
+    }
+    return metrics
 
 
 def run(args: argparse.Namespace) -> int:
     from vrlvr.train.data import eval_puzzles
 
     t0 = time.time()
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.json:
         check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
@@ -51,19 +90,28 @@ def run(args: argparse.Namespace) -> int:
             f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",
             file=sys.stderr,
         )
-    metrics, _ = evaluate_resolved(s, args, puzzles)
+    check_work(s, args, args.samples * len(puzzles), "vrlvr eval")  # one estimate for all samples
+    records = []
+    for j in range(args.samples):
+        metrics, recs = evaluate_resolved(s, args, puzzles, noise_offset=SAMPLE_STRIDE * j, check=False)
+        records.append(recs)
+    if args.samples > 1:
+        metrics = pooled(records)
     # trivial baselines (held still, flood, the best cheap hack) on the same puzzles and frames
     from vrlvr.train.evaluate import BASELINE_KEYS, evaluate_baselines
 
     baselines = evaluate_baselines(task, puzzles, s["video"], s["theme"])
     report = {
         "task": task.name,
-        "n": metrics["n"],
+        "n": len(puzzles),
+        "videos": metrics["n"],
         **{k: metrics[k] for k in ("success_rate", "precision", "recall", "f1", "mean_reward")},
         "loose_success_rate": metrics["loose_success_rate"],
         "components": metrics["components"],
         "per_size": metrics["per_size"],
         "baselines": baselines,
+        "samples": args.samples,
+        "pass_at_k": pass_at_k(records),
         "n_requested": args.n,
         "n_distinct": len({p.key for p in puzzles}),
         "heldout_checked": s["allowed"] is not None,
