@@ -513,7 +513,10 @@ def test_help_keeps_the_example_on_its_own_line(name, capsys):
     lines = capsys.readouterr().out.splitlines()
     example = [i for i, ln in enumerate(lines) if ln.startswith(f"    vrlvr {name} ")]
     assert example, lines
-    assert lines[example[0] + 1] == ""  # the next paragraph starts after a blank line, not on it
+    end = example[0]
+    while end + 1 < len(lines) and lines[end + 1].startswith(f"    vrlvr {name} "):
+        end += 1  # several example lines, one per line
+    assert lines[end + 1] == ""  # the next paragraph starts after a blank line, not on it
 
 
 def test_bench_listing_is_not_cut_mid_sentence(capsys):

@@ -13,8 +13,8 @@ printed beside the model on stderr.
 
 ``--samples K`` generates K videos per puzzle (noise seeds seed + j * 1000003): the metrics pool
 all K x n videos, and ``pass_at_k`` is the share of puzzles solved at least once. Beside the mean
-success it bounds what reinforcement learning can reach by sharpening alone (making the solutions
-the model already finds sometimes its usual output).
+success it shows the headroom for sharpening: solutions the model finds sometimes but not on its
+first try.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-#: noise seed stride between the samples of one puzzle (a prime: no overlap with seed + batch offsets)
+#: noise seed stride between the samples of one puzzle: a batch's noise seed is seed + its first
+#: puzzle's seed, so the stride stays far beyond any span of puzzle seeds (samples never share noise)
 SAMPLE_STRIDE = 1_000_003
 
 
