@@ -126,12 +126,12 @@ def provenance() -> dict:
 
 def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
     """float [n_puzzles, len(METRICS)]: each metric averaged over ``samples`` videos per puzzle."""
-    from vrlvr.train.evaluate import evaluate, loose_success
+    from vrlvr.train.evaluate import SAMPLE_STRIDE, evaluate, loose_success
 
     rows = np.zeros((samples, len(puzzles), len(METRICS)))
     for j in range(samples):
         _, recs = evaluate(
-            policy, task, puzzles, video, steps, shift, 48, seed=seed + 1_000_003 * j, progress=False
+            policy, task, puzzles, video, steps, shift, 48, seed=seed + SAMPLE_STRIDE * j, progress=False
         )
         for i, r in enumerate(recs):
             v = r["verdict"]

@@ -45,33 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-#: noise seed stride between the samples of one puzzle: a batch's noise seed is seed + its first
-#: puzzle's seed, so the stride stays far beyond any span of puzzle seeds (samples never share noise)
-SAMPLE_STRIDE = 1_000_003
-
-
 def pass_at_k(records: list[list[dict]]) -> float:
     """records [K samples][n puzzles] -> share of puzzles with a success among their K videos."""
     n = len(records[0])
     return sum(any(rs[i]["verdict"].success for rs in records) for i in range(n)) / max(n, 1)
 
 
-def pooled(records: list[list[dict]]) -> dict:
-    """Metrics over every video of every sample (as one evaluation of K x n videos), per size too."""
-    from vrlvr.train.evaluate import aggregate
-
-    flat = [r for rs in records for r in rs]
-    metrics = aggregate([r["verdict"] for r in flat])
-    sizes = sorted({r["size"] for r in flat})
-    per_size = {z: aggregate([r["verdict"] for r in flat if r["size"] == z]) for z in sizes}
-    metrics["per_size"] = {
-        str(z): {k: v for k, v in m.items() if k != "components"} for z, m in per_size.items()
-    }
-    return metrics
-
-
 def run(args: argparse.Namespace) -> int:
     from vrlvr.train.data import eval_puzzles
+    from vrlvr.train.evaluate import SAMPLE_STRIDE, summarise
 
     t0 = time.time()
     if args.samples < 1:
@@ -97,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         metrics, recs = evaluate_resolved(s, args, puzzles, noise_offset=SAMPLE_STRIDE * j, check=False)
         records.append(recs)
     if args.samples > 1:
-        metrics = pooled(records)
+        metrics = summarise([r for recs in records for r in recs])  # all K x n videos
     # trivial baselines (held still, flood, the best cheap hack) on the same puzzles and frames
     from vrlvr.train.evaluate import BASELINE_KEYS, evaluate_baselines
 

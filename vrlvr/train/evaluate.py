@@ -120,14 +120,27 @@ def evaluate(
                 records[i] = rec
             bar.update(len(chunk))
     bar.close()
+    return summarise(records), records
+
+
+#: noise seed stride between the samples of one puzzle: a batch's noise seed is seed + its first
+#: puzzle's seed, so the stride stays far beyond any span of puzzle seeds (samples never share noise)
+SAMPLE_STRIDE = 1_000_003
+
+
+def summarise(records: list[dict]) -> dict:
+    """aggregate() over the records' verdicts, plus a ``per_size`` breakdown (without components).
+    Records of several samples of the same puzzles pool as one evaluation of all their videos."""
     metrics = aggregate([r["verdict"] for r in records])
     metrics["per_size"] = {
         str(size): {
-            k: v for k, v in aggregate([records[i]["verdict"] for i in idx]).items() if k != "components"
+            k: v
+            for k, v in aggregate([r["verdict"] for r in records if r["size"] == size]).items()
+            if k != "components"
         }
-        for size, idx in sorted(by_size.items())
+        for size in sorted({r["size"] for r in records})
     }
-    return metrics, records
+    return metrics
 
 
 BASELINE_KEYS = ("success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward")

@@ -71,7 +71,14 @@ from vrlvr.train.distributed import (
     merge_sums,
     threads_per_rank,
 )
-from vrlvr.train.evaluate import aggregate, evaluate, evaluate_baselines, loose_success, verify_group
+from vrlvr.train.evaluate import (
+    SAMPLE_STRIDE,
+    aggregate,
+    evaluate,
+    evaluate_baselines,
+    loose_success,
+    verify_group,
+)
 from vrlvr.train.grpo_config import FROZEN_ON_RESUME, GRPOConfig
 from vrlvr.train.logger import MetricsLogger, plot_curves
 from vrlvr.train.rollout import GroupBucket, RolloutBatch, sample_rollouts
@@ -281,7 +288,7 @@ def heldout_eval(policy, task, puzzles, video: VideoSpec, cfg: GRPOConfig) -> di
             cfg.sampling.steps,
             cfg.sampling.shift,
             cfg.eval.batch_size,
-            seed=cfg.seed + 1_000_003 * j,
+            seed=cfg.seed + SAMPLE_STRIDE * j,
             progress=False,
         )
         verdicts += [r["verdict"] for r in recs]
