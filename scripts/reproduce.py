@@ -184,7 +184,14 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
     task = tasks.get(name)
     allowed = set(read_heldout(run, name)["keys"])
     n = cfg.eval.n if args.quick else max(cfg.eval.n, 96)
-    puzzles, _ = eval_puzzles(task, cfg.data.sizes_for(name), n, cfg.heldout.seed, allowed=allowed)
+    puzzles, _ = eval_puzzles(
+        task,
+        cfg.data.sizes_for(name),
+        n,
+        cfg.heldout.seed,
+        allowed=allowed,
+        options=cfg.data.options_for(name),
+    )
     video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px, cfg.data.height, cfg.data.width)
     policy = load_policy(checkpoint).eval()
     samples = 1 if args.quick else SAMPLES

@@ -27,3 +27,27 @@ def test_config_loads_and_names_its_command(path):
     if not sft:
         start, end = cfg.window()
         assert 0 <= start < end <= cfg.sampling.steps
+
+
+@pytest.mark.parametrize("task", ["maze", "flowfree", "sokoban"])
+def test_tiny_configs_match_the_shipped_checkpoint(task):
+    """configs/<task>-tiny-sft.yaml made the shipped <task>-tiny, and configs/<task>-tiny.yaml starts
+    RL from it: all three agree on the puzzles (task, sizes, generator options) and the video."""
+    import json
+
+    from vrlvr.models.policy import resolve_checkpoint
+
+    folder = resolve_checkpoint(f"{task}-tiny")
+    shipped = json.loads((folder / "policy.json").read_text())["data"]
+    held = json.loads((folder / "heldout.json").read_text())
+    sft = load_config(SFTConfig, CONFIGS[0].parent / f"{task}-tiny-sft.yaml")
+    rl = load_config(GRPOConfig, CONFIGS[0].parent / f"{task}-tiny.yaml")
+    assert rl.model.init == f"{task}-tiny"
+    for d in (sft.data, rl.data):
+        assert (d.sizes, d.num_frames, d.cell_px) == (
+            shipped["sizes"],
+            shipped["num_frames"],
+            shipped["cell_px"],
+        )
+        assert dict(d.options) == dict(shipped.get("options") or {}) == dict(held.get("options") or {})
+    assert (rl.heldout.seed, rl.heldout.n) == (held["seed"], held["n"])

@@ -265,6 +265,48 @@ def test_zero_variance_groups_are_skipped_and_counted(tiny_init, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+class HalfMaze(MazeTask):
+    """A maze whose reward varies (with the video) only on puzzles of an even seed: half the groups
+    carry signal, the other half none."""
+
+    name = "halfmaze"
+
+    def verify_video(self, puzzle, frames, **kwargs) -> Verdict:
+        even = int(self.canonical_key(puzzle), 16) % 2 == 0
+        r = float(np.asarray(frames[1:], dtype=np.float32).mean()) / 255.0 if even else 0.5
+        return Verdict(success=False, reward=r, components={"half": r})
+
+
+def test_dynamic_sampling_draws_more_groups_until_enough_vary(tiny_init, tmp_path):
+    """grpo.resample_rounds: a step rolls out more puzzles while fewer than prompts_per_step groups
+    vary, and stops as soon as they do (or the rounds run out); every drawn group is counted."""
+    tasks.register("constmaze", ConstMaze, overwrite=True)
+    run = tmp_path / "const"
+    cfg = small_cfg(
+        run, tiny_init, "data.task=constmaze", "optim.steps=1", "grpo.resample_rounds=2", "eval.n=0"
+    )
+    train_grpo(cfg, progress=False)
+    (m,) = [m for m in _metrics(run) if "reward_mean" in m]
+    assert m["rounds"] == 3 and m["groups"] == 6 and m["frac_zero_std"] == 1.0  # 3 rounds of P = 2
+    tasks.register("halfmaze", HalfMaze, overwrite=True)
+    run = tmp_path / "half"
+    cfg = small_cfg(
+        run, tiny_init, "data.task=halfmaze", "optim.steps=4", "grpo.resample_rounds=6", "eval.n=0"
+    )
+    train_grpo(cfg, progress=False)
+    steps = [m for m in _metrics(run) if "reward_mean" in m]
+    assert len(steps) == 4 and any(m["rounds"] > 1 for m in steps)
+    for m in steps:
+        varied = round(m["groups"] * (1 - m["frac_zero_std"]))
+        assert m["groups"] == 2 * m["rounds"]
+        assert varied >= 2 or m["rounds"] == 7  # enough groups vary, or the rounds ran out
+        assert m["contributing"] == varied * 4  # every varying group trains (G = 4 samples each)
+    plain = small_cfg(tmp_path / "plain", tiny_init, "data.task=halfmaze", "optim.steps=1", "eval.n=0")
+    train_grpo(plain, progress=False)
+    (m,) = [m for m in _metrics(tmp_path / "plain") if "reward_mean" in m]
+    assert m["rounds"] == 1 and m["groups"] == 2  # off by default
+
+
 def test_non_finite_rewards_skip_steps_then_stop_with_a_checkpoint(tiny_init, tmp_path):
     run = tmp_path / "run"
     tasks.register("nanmaze", NanMaze, overwrite=True)

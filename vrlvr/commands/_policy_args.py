@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vrlvr.commands.data import parse_option
+
 
 def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> None:
     # keep the docstring's line breaks: its example command must not run into the next paragraph
@@ -25,6 +27,15 @@ def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> Non
         "--seed", type=int, default=100000, help="puzzles come from seeds seed, seed + 1, ..."
     )
     parser.add_argument("--sizes", type=int, nargs="+", help="puzzle sizes (default: the checkpoint's)")
+    parser.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="difficulty option passed to the puzzle generator, over the checkpoint's own "
+        "(its data.options), e.g. boxes=2, colours=6, distribution=classic",
+    )
     parser.add_argument("--num-frames", type=int, help="frames per video (default: the checkpoint's)")
     parser.add_argument("--cell-px", type=int, help="pixels per cell (default: the checkpoint's)")
     parser.add_argument("--height", type=int, help="frame height when not using --cell-px")
@@ -242,6 +253,9 @@ def resolve(args: argparse.Namespace) -> dict:
         "shift": args.shift if args.shift is not None else sampling.get("shift", 1.0),
         "theme": theme,
     }
+    # the generator options it was trained with (a mixed-task RL run: per task), then --option
+    options = (data.get("options_by_task") or {}).get(task_name) or data.get("options") or {}
+    s["options"] = {**options, **dict(getattr(args, "option", None) or [])}
     if not s["sizes"]:
         raise ValueError(f"checkpoint {folder} does not record puzzle sizes; pass --sizes")
     if s["video"].cell_px is None and (s["video"].height is None or s["video"].width is None):
@@ -249,7 +263,10 @@ def resolve(args: argparse.Namespace) -> dict:
             f"checkpoint {folder} does not record its frame size; pass --cell-px or --height/--width"
         )
     for z in s["sizes"]:
-        task.generate(args.seed, z)  # a size the task does not have fails here, in one line
+        try:  # a size or option the task does not have fails here, in one line
+            task.generate(args.seed, z, **s["options"])
+        except (TypeError, RuntimeError) as exc:
+            raise ValueError(f"{task.name} size {z} with options {s['options']}: {exc}") from None
     if data.get("sizes") and data.get("num_frames"):  # what it was trained on, for check_work
         s["trained"] = VideoSpec(
             num_frames=data["num_frames"],

@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
     task = s["task"]
-    puzzles, stats = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"])
+    puzzles, stats = eval_puzzles(
+        task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"]
+    )
     if not puzzles:
         raise ValueError(
             f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "heldout_checked": s["allowed"] is not None,
         "seeds_drawn": stats["drawn"],
         "seed": args.seed,
+        "options": s["options"],  # the generator's difficulty options the puzzles were drawn with
         "checkpoint": str(s["folder"]),
         "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["video"].num_frames},
         "seconds": round(time.time() - t0, 2),

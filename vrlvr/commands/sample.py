@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     _check_out(out, args.overwrite)  # before the model loads and generates
     s = resolve(args)
     task = s["task"]
-    puzzles, _ = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"])
+    puzzles, _ = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"])
     if not puzzles:
         raise ValueError(
             f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "

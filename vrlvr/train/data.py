@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "EvalPuzzle",
     "size_quotas",
+    "check_options",
     "eval_puzzles",
     "SolutionStream",
     "FolderStream",
@@ -52,11 +53,28 @@ def size_quotas(sizes: list[int], n: int) -> dict[int, int]:
     return {s: n // k + (1 if i < n % k else 0) for i, s in enumerate(sizes)}
 
 
+def check_options(task, sizes: list[int], options: dict | None, where: str = "data.options") -> None:
+    """Generate one puzzle per size with ``options`` (the task generator's difficulty keywords), so a
+    misspelt or out-of-range option fails here in one line naming the config key, not mid-run."""
+    for size in sizes:
+        try:
+            task.generate(0, size, **(options or {}))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{where}={dict(options or {})} for {task.name} size {size}: {exc}") from None
+
+
 def eval_puzzles(
-    task, sizes: list[int], n: int, seed: int, allowed: set[str] | None = None, max_draws_per_puzzle: int = 20
+    task,
+    sizes: list[int],
+    n: int,
+    seed: int,
+    allowed: set[str] | None = None,
+    max_draws_per_puzzle: int = 20,
+    options: dict | None = None,
 ) -> tuple[list[EvalPuzzle], dict]:
     """Distinct puzzles, an even share of n per size, from seeds seed, seed + 1, ... per size.
 
+    ``options`` are passed to ``task.generate`` (difficulty keywords; None: the task's defaults).
     ``allowed`` (optional) keeps only puzzles whose key is in it (a checkpoint's held-out set).
     Stops a size after ``max_draws_per_puzzle * quota + 100`` draws (small grids run out of distinct
     puzzles). Returns (puzzles in size-major order, stats: seeds drawn, duplicates, not allowed)."""
@@ -68,7 +86,7 @@ def eval_puzzles(
         for j in range(max_draws_per_puzzle * quota + 100):
             if got >= quota:
                 break
-            puzzle = task.generate(seed + j, size)
+            puzzle = task.generate(seed + j, size, **(options or {}))
             key = task.canonical_key(puzzle)
             stats["drawn"] += 1
             if key in seen:
@@ -86,14 +104,23 @@ def eval_puzzles(
 
 
 def write_heldout(
-    path: str | Path, task_name: str, sizes: list[int], n: int, seed: int, keys: set[str]
+    path: str | Path,
+    task_name: str,
+    sizes: list[int],
+    n: int,
+    seed: int,
+    keys: set[str],
+    options: dict | None = None,
 ) -> None:
     rec = {"task": task_name, "sizes": list(sizes), "n": n, "seed": seed, "keys": sorted(keys)}
+    if options:
+        rec["options"] = dict(options)
     Path(path).write_text(json.dumps(rec) + "\n")
 
 
 def read_heldout(folder: str | Path, task_name: str | None = None) -> dict | None:
-    """A checkpoint's held-out record ({"task", "sizes", "n", "seed", "keys"}), or None. A run on
+    """A checkpoint's held-out record ({"task", "sizes", "n", "seed", "keys"}, and "options" when
+    its puzzles were generated with difficulty options), or None. A run on
     several tasks (``vrlvr-train`` with a mixed batch) records {"tasks": {name: record}}: pass
     ``task_name`` to get that task's record (None when it has none)."""
     p = Path(folder) / HELDOUT_FILE
@@ -118,16 +145,24 @@ def seen_by(prior: dict | None, task_name: str, puzzles: list[EvalPuzzle]) -> li
     return [p for p in puzzles if p.size in sizes and p.key not in keys]
 
 
-def check_inside_heldout(init: str | Path, task_name: str, heldout: list[EvalPuzzle], what: str) -> None:
+def check_inside_heldout(
+    init: str | Path, task_name: str, heldout: list[EvalPuzzle], what: str, options: dict | None = None
+) -> None:
     """A run starting from checkpoint ``init`` (``what``: the config key naming it) must hold out
     only puzzles that ``init`` held out too: its run trained on every other puzzle of its sizes, so
-    anything else would be evaluated after being trained on."""
-    bad = seen_by(read_heldout(init, task_name), task_name, heldout)
+    anything else would be evaluated after being trained on. ``options``: this run's generator
+    options, named in the error when they differ from the ones ``init`` recorded."""
+    prior = read_heldout(init, task_name)
+    bad = seen_by(prior, task_name, heldout)
     if bad:
+        hint = ""
+        theirs, ours = dict((prior or {}).get("options") or {}), dict(options or {})
+        if theirs != ours:
+            hint = f"; it generated its puzzles with data.options={theirs}, this run with {ours}"
         raise ValueError(
             f"{len(bad)} of the {len(heldout)} held-out {task_name} puzzles may have been trained on by "
             f"{what}={init} (not in its {HELDOUT_FILE}); use its held-out settings (heldout.seed, "
-            "heldout.n) or other sizes"
+            f"heldout.n) or other sizes{hint}"
         )
 
 
@@ -196,8 +231,10 @@ class SolutionStream:
         seed: int,
         video: VideoSpec,
         themes: list | None = None,
+        options: dict | None = None,
     ):
         self.task, self.sizes, self.heldout, self.seed, self.video = task, list(sizes), heldout, seed, video
+        self.options = dict(options or {})
         self.themes = list(themes or [0])
         self.position = 0
         self.batches = 0
@@ -218,7 +255,7 @@ class SolutionStream:
         while len(puzzles) < batch_size:
             s = self.seed + self.position
             self.position += 1
-            p = self.task.generate(s, size)
+            p = self.task.generate(s, size, **self.options)
             if self.task.canonical_key(p) in self.heldout:
                 self.rejected += 1
                 misses += 1

@@ -57,6 +57,7 @@ from vrlvr.train.data import (
     EvalPuzzle,
     VideoSpec,
     check_inside_heldout,
+    check_options,
     eval_puzzles,
     eval_subset,
 )
@@ -154,9 +155,16 @@ class PuzzleStream:
     every draw) and rejects held-out keys. ``state()`` / ``load_state()`` make resume exact."""
 
     def __init__(
-        self, tasks: list, sizes: dict[str, list[int]], heldout: dict[str, set[str]], seed: int, themes
+        self,
+        tasks: list,
+        sizes: dict[str, list[int]],
+        heldout: dict[str, set[str]],
+        seed: int,
+        themes,
+        options: dict[str, dict] | None = None,
     ):
         self.tasks, self.sizes, self.heldout, self.seed = tasks, sizes, heldout, seed
+        self.options = {t.name: dict((options or {}).get(t.name) or {}) for t in tasks}
         self.themes = list(themes or [0])
         self.position = {t.name: 0 for t in tasks}
         self.rejected = 0
@@ -177,7 +185,7 @@ class PuzzleStream:
             for _ in range(100_000):
                 s = self.seed + self.position[task.name]
                 self.position[task.name] += 1
-                p = task.generate(s, size)
+                p = task.generate(s, size, **self.options[task.name])
                 if task.canonical_key(p) not in self.heldout[task.name]:
                     break
                 self.rejected += 1
@@ -256,9 +264,15 @@ def build_rl_policy(cfg: GRPOConfig, device: torch.device) -> tuple[VideoPolicy,
 
 # --- helpers -------------------------------------------------------------------------------
 def _heldout_sets(cfg: GRPOConfig, tasks: list) -> dict[str, list[EvalPuzzle]]:
-    return {
-        t.name: eval_puzzles(t, cfg.data.sizes_for(t.name), cfg.heldout.n, cfg.heldout.seed)[0] for t in tasks
-    }
+    out = {}
+    for t in tasks:
+        d = cfg.data
+        where = f"data.options_by_task.{t.name}" if t.name in d.options_by_task else "data.options"
+        check_options(t, d.sizes_for(t.name), d.options_for(t.name), where)
+        out[t.name] = eval_puzzles(
+            t, d.sizes_for(t.name), cfg.heldout.n, cfg.heldout.seed, options=d.options_for(t.name)
+        )[0]
+    return out
 
 
 def _write_heldout(path: Path, cfg: GRPOConfig, heldout: dict[str, list[EvalPuzzle]]) -> None:
@@ -269,6 +283,7 @@ def _write_heldout(path: Path, cfg: GRPOConfig, heldout: dict[str, list[EvalPuzz
             "n": cfg.heldout.n,
             "seed": cfg.heldout.seed,
             "keys": sorted(p.key for p in ps),
+            **({"options": cfg.data.options_for(name)} if cfg.data.options_for(name) else {}),
         }
         for name, ps in heldout.items()
     }
@@ -355,7 +370,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
     heldout = _heldout_sets(cfg, task_list)
     init_folder = resolve_checkpoint(cfg.model.init)
     for t in task_list:
-        check_inside_heldout(init_folder, t.name, heldout[t.name], "model.init")
+        check_inside_heldout(init_folder, t.name, heldout[t.name], "model.init", d.options_for(t.name))
     eval_sets = {name: eval_subset(ps, d.sizes_for(name), cfg.eval.n) for name, ps in heldout.items()}
     rcfg = {t.name: reward_config_for(t.name, cfg.reward) for t in task_list}
 
@@ -371,6 +386,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         {name: {p.key for p in ps} for name, ps in heldout.items()},
         d.seed,
         d.themes,
+        {t.name: d.options_for(t.name) for t in task_list},
     )
     step, nonfinite_run = 0, 0
     if checkpoint is not None:
@@ -462,11 +478,22 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
     mine = [i for i in range(P) if i % info.world == info.rank]
     while step < o.steps:
         t0 = time.time()
-        items = stream.draw(step, P)
-        buckets = buckets_of([items[i] for i in mine], video)
+        buckets: list[GroupBucket] = []
         rollouts: list[RolloutBatch] = []
-        for b in buckets:
-            rollouts.append(
+        rewards, advs, keeps = [], [], []
+        comp_sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # component -> [sum, count]
+        succ = loose = 0.0
+        nonfinite_reward = 0
+        t_roll = t_verify = 0.0  # seconds spent rolling out and verifying, over all rounds
+        rounds = 0
+        while True:
+            # round k draws P more puzzles; their indices k * P + i keep every round's noise distinct
+            items = stream.draw(step, P)
+            for it in items:
+                it.index += rounds * P
+            round_buckets = buckets_of([items[i] for i in mine], video)
+            ta = time.time()
+            round_rollouts = [
                 sample_rollouts(
                     policy,
                     b,
@@ -480,32 +507,42 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
                     step,
                     g_cfg.micro_batch,
                 )
+                for b in round_buckets
+            ]
+            tb = time.time()
+            t_roll += tb - ta
+            for b, r in zip(round_buckets, round_rollouts):
+                ps = [p for p in b.puzzles for _ in range(G)]
+                th = [t for t in b.themes for _ in range(G)]
+                verdicts = verify_group(b.task, ps, r.videos, th, rcfg[b.task.name])
+                dense = torch.tensor([float(v.reward) for v in verdicts], dtype=torch.float64)
+                success = torch.tensor([float(v.success) for v in verdicts], dtype=torch.float64)
+                rew = success if cfg.reward.kind == "sparse" else dense
+                nonfinite_reward += int((~torch.isfinite(rew)).sum())
+                succ += float(success.sum())
+                loose += float(sum(loose_success(v) for v in verdicts))
+                for v in verdicts:
+                    for k, x in v.components.items():
+                        comp_sums[k][0] += float(x)
+                        comp_sums[k][1] += 1.0
+                rew = rew.view(-1, G)  # [n, G]
+                adv, keep = group_advantages(torch.nan_to_num(rew, nan=0.0), g_cfg.adv_clip)
+                rewards.append(rew)
+                advs.append(adv.float())
+                keeps.append(keep)
+            buckets += round_buckets
+            rollouts += round_rollouts
+            t_verify += time.time() - tb
+            rounds += 1
+            if rounds > g_cfg.resample_rounds:
+                break
+            # every process decides on the global count (a sync point), so all run the same rounds
+            informative = all_reduce_sum(
+                torch.tensor([float(sum(int(k.sum()) for k in keeps))], dtype=torch.float64), info
             )
-        t_roll = time.time()
-        rewards, advs, keeps = [], [], []
-        comp_sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # component -> [sum, count]
-        succ = loose = 0.0
-        nonfinite_reward = 0
-        for b, r in zip(buckets, rollouts):
-            ps = [p for p in b.puzzles for _ in range(G)]
-            th = [t for t in b.themes for _ in range(G)]
-            verdicts = verify_group(b.task, ps, r.videos, th, rcfg[b.task.name])
-            dense = torch.tensor([float(v.reward) for v in verdicts], dtype=torch.float64)
-            success = torch.tensor([float(v.success) for v in verdicts], dtype=torch.float64)
-            rew = success if cfg.reward.kind == "sparse" else dense
-            nonfinite_reward += int((~torch.isfinite(rew)).sum())
-            succ += float(success.sum())
-            loose += float(sum(loose_success(v) for v in verdicts))
-            for v in verdicts:
-                for k, x in v.components.items():
-                    comp_sums[k][0] += float(x)
-                    comp_sums[k][1] += 1.0
-            rew = rew.view(-1, G)  # [n, G]
-            adv, keep = group_advantages(torch.nan_to_num(rew, nan=0.0), g_cfg.adv_clip)
-            rewards.append(rew)
-            advs.append(adv.float())
-            keeps.append(keep)
-        t_verify = time.time()
+            if float(informative[0]) >= P:
+                break
+        t_drawn = time.time()
         # global counts, so the loss (and the logged means) are those of the whole batch
         local = torch.tensor(
             [
@@ -532,6 +569,8 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
             # each component's mean over the samples whose verifier reports it (mixed batches)
             **{f"reward/{k}": total / max(1.0, count) for k, (total, count) in sorted(comps.items())},
             "frac_zero_std": n_zero / n_groups,
+            "rounds": rounds,
+            "groups": int(n_groups),
             "world_size": info.world,
         }
 
@@ -588,9 +627,9 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         rec.update(
             {
                 "step_time_s": t_end - t0,
-                "rollout_time_s": t_roll - t0,
-                "verify_time_s": t_verify - t_roll,
-                "train_time_s": t_end - t_verify,
+                "rollout_time_s": t_roll,
+                "verify_time_s": t_verify,
+                "train_time_s": t_end - t_drawn,
                 "elapsed_s": t_end - t_start,
             }
         )

@@ -8,7 +8,7 @@ that mean the same as in SFT reuse the SFT's classes (held-out set, evaluation) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from vrlvr.train.sft_config import DataConfig, EvalConfig, HeldoutConfig, SamplingConfig
 
@@ -93,6 +93,11 @@ class RLDataConfig(DataConfig):
         metadata={"help": "per-task puzzle sizes for a mixed batch, e.g. {maze: [7], sokoban: [6]}"},
     )
 
+    options_by_task: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"help": "per-task generator options for a mixed batch, e.g. {sokoban: {boxes: 1}}"},
+    )
+
     @property
     def tasks(self) -> list[str]:
         """data.task as a list (one task or several)."""
@@ -100,6 +105,9 @@ class RLDataConfig(DataConfig):
 
     def sizes_for(self, task: str) -> list[int]:
         return list(self.sizes_by_task.get(task, self.sizes))
+
+    def options_for(self, task: str) -> dict[str, Any]:
+        return dict(self.options_by_task.get(task, self.options))
 
 
 @dataclass
@@ -140,6 +148,15 @@ class GRPOSettings:
         metadata={
             "help": "KL weight (KL to the policy with adapters off; the paper's 0.04). 0: the KL stays "
             "out of the loss and is only logged, from the first window step (configs/*-tiny.yaml)"
+        },
+    )
+    resample_rounds: int = field(
+        default=0,
+        metadata={
+            "help": "dynamic sampling (DAPO): while fewer than prompts_per_step groups of a step vary in "
+            "reward, draw and roll out another prompts_per_step puzzles, up to this many extra rounds "
+            "(0: off). Costs rollouts, and every round's rollouts are held until the update (memory); "
+            "under a sparse reward most groups otherwise carry no signal"
         },
     )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
@@ -225,9 +242,10 @@ class GRPOConfig:
         for t in d.tasks:
             if not d.sizes_for(t):
                 raise ValueError(f"data.sizes (or data.sizes_by_task.{t}) must list at least one size")
-        unknown = sorted(set(d.sizes_by_task) - set(d.tasks))
-        if unknown:
-            raise ValueError(f"data.sizes_by_task names {unknown}, which are not in data.task {d.tasks}")
+        for key in ("sizes_by_task", "options_by_task"):
+            unknown = sorted(set(getattr(d, key)) - set(d.tasks))
+            if unknown:
+                raise ValueError(f"data.{key} names {unknown}, which are not in data.task {d.tasks}")
         if d.dir is not None:
             raise ValueError(
                 "data.dir is an SFT setting: vrlvr-train generates its puzzles (data.task, data.sizes, "
@@ -242,6 +260,8 @@ class GRPOConfig:
                 f"grpo.group_size must be >= 2 (advantages are normalised within a group; a group of "
                 f"{g.group_size} has no variance), got {g.group_size}"
             )
+        if g.resample_rounds < 0:
+            raise ValueError(f"grpo.resample_rounds must be >= 0 (0: off), got {g.resample_rounds}")
         if g.prompts_per_step < 1 or g.micro_batch < 1 or g.inner_epochs < 1:
             raise ValueError("grpo.prompts_per_step, grpo.micro_batch and grpo.inner_epochs must be >= 1")
         if s.steps < 1:

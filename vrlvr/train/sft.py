@@ -42,6 +42,7 @@ from vrlvr.train.data import (
     SolutionStream,
     VideoSpec,
     check_inside_heldout,
+    check_options,
     eval_puzzles,
     eval_subset,
     write_heldout,
@@ -168,13 +169,16 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
         check_checkpoint_meta(saved_state.get("meta"), cfg, SFT_FROZEN, ckpt, "vrlvr sft")
 
     # held-out puzzles: never trained on; their prefix is the periodic evaluation set
-    heldout, _ = eval_puzzles(task, d.sizes, cfg.heldout.n, cfg.heldout.seed)
+    check_options(task, d.sizes, d.options)
+    heldout, _ = eval_puzzles(task, d.sizes, cfg.heldout.n, cfg.heldout.seed, options=d.options)
     heldout_keys = {p.key for p in heldout}
     if cfg.model.kind == "tiny-pixel" and cfg.model.path:
         # starting from a checkpoint: its run trained on every puzzle of its sizes outside its own
         # held-out set, so ours must lie inside that set or evaluation would score trained-on puzzles
-        check_inside_heldout(resolve_checkpoint(cfg.model.path), task.name, heldout, "model.path")
-    write_heldout(run / HELDOUT_FILE, task.name, d.sizes, cfg.heldout.n, cfg.heldout.seed, heldout_keys)
+        check_inside_heldout(resolve_checkpoint(cfg.model.path), task.name, heldout, "model.path", d.options)
+    write_heldout(
+        run / HELDOUT_FILE, task.name, d.sizes, cfg.heldout.n, cfg.heldout.seed, heldout_keys, d.options
+    )
     eval_set = eval_subset(heldout, d.sizes, cfg.eval.n)
 
     torch.manual_seed(cfg.seed)
@@ -190,7 +194,7 @@ def train_sft(cfg: SFTConfig, resume: bool = False, progress: bool = True) -> di
     if d.dir:
         stream = FolderStream(d.dir, task, d.sizes, heldout_keys, d.seed, video)
     else:
-        stream = SolutionStream(task, d.sizes, heldout_keys, d.seed, video, d.themes)
+        stream = SolutionStream(task, d.sizes, heldout_keys, d.seed, video, d.themes, d.options)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step = 0
     if saved_state is not None:

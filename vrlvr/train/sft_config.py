@@ -6,7 +6,7 @@ Load with ``load_config(SFTConfig, "configs/maze-tiny-sft.yaml", ["optim.lr=1e-3
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from vrlvr.models.configs import TinyPixelConfig
 
@@ -56,6 +56,14 @@ class DataConfig:
     width: int | None = field(default=None, metadata={"help": "frame width when cell_px is null (e.g. 832)"})
     themes: list[int] = field(default_factory=lambda: [0], metadata={"help": "colour themes to train on"})
     seed: int = field(default=0, metadata={"help": "training puzzles come from seeds seed, seed + 1, ..."})
+    options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "difficulty options passed to the task's generator, for training and held-out puzzles "
+            "alike (e.g. sokoban {boxes: 1, max_moves: 8}, flowfree {colours: 7}, maze "
+            "{distribution: classic}); recorded in the checkpoint, so `vrlvr eval` draws the same kind"
+        },
+    )
     dir: str | None = field(
         default=None,
         metadata={
