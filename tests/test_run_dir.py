@@ -271,3 +271,16 @@ def test_sft_failing_new_run_leaves_no_folder(tmp_path, capsys):
     assert sft(f"out_dir={out}", "data.task=nosuchtask", *TINY) == 2
     assert "nosuchtask" in capsys.readouterr().err
     assert not out.exists()  # so the corrected command is not refused as "not empty"
+
+
+def test_a_key_added_since_the_checkpoint_is_no_change_at_its_default():
+    # a run written before grpo.resample_rounds existed resumes; setting the new key is a change
+    from vrlvr.train.grpo_config import FROZEN_ON_RESUME, GRPOConfig
+
+    new = GRPOConfig()
+    old = R._cfg_dict(new)
+    del old["grpo"]["resample_rounds"]
+    assert R.frozen_changes(old, new, FROZEN_ON_RESUME) == ([], {})
+    new.grpo.resample_rounds = 2
+    refused, _ = R.frozen_changes(old, new, FROZEN_ON_RESUME)
+    assert refused == [("grpo.resample_rounds", "<absent>", 2)]

@@ -104,12 +104,14 @@ def frozen_changes(old: Any, new: Any, frozen: Sequence[str]) -> tuple[list, dic
     """Compare two configs (dataclasses or dicts) -> ([(key, old, new)] under a frozen prefix,
     {key: (old, new)} of the other changes). ``out_dir`` is never a change (folders move)."""
     a, b = _flatten(_cfg_dict(old)), _flatten(_cfg_dict(new))
+    # a key added to the config since ``old`` was written is no change while it keeps its default
+    defaults = _flatten(_cfg_dict(type(new)())) if dataclasses.is_dataclass(new) else {}
     refused, allowed = [], {}
     for key in sorted(set(a) | set(b)):
         if key == "out_dir":
             continue
         va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if va == vb:
+        if va == vb or (key not in a and key in defaults and defaults[key] == vb):
             continue
         if _is_frozen(key, frozen):
             refused.append((key, va, vb))
