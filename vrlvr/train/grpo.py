@@ -487,12 +487,12 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         t_roll = t_verify = 0.0  # seconds spent rolling out and verifying, over all rounds
         rounds = 0
         while True:
+            ta = time.time()  # drawing and first frames count as rollout time, as they always did
             # round k draws P more puzzles; their indices k * P + i keep every round's noise distinct
             items = stream.draw(step, P)
             for it in items:
                 it.index += rounds * P
             round_buckets = buckets_of([items[i] for i in mine], video)
-            ta = time.time()
             round_rollouts = [
                 sample_rollouts(
                     policy,
