@@ -542,7 +542,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
             )
             if float(informative[0]) >= P:
                 break
-        t_drawn = time.time()
+        t_scored = time.time()  # every round rolled out and verified
         # global counts, so the loss (and the logged means) are those of the whole batch
         local = torch.tensor(
             [
@@ -629,7 +629,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
                 "step_time_s": t_end - t0,
                 "rollout_time_s": t_roll,
                 "verify_time_s": t_verify,
-                "train_time_s": t_end - t_drawn,
+                "train_time_s": t_end - t_scored,
                 "elapsed_s": t_end - t_start,
             }
         )
