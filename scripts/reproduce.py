@@ -126,13 +126,13 @@ def provenance() -> dict:
 
 def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
     """float [n_puzzles, len(METRICS)]: each metric averaged over ``samples`` videos per puzzle."""
-    from vrlvr.train.evaluate import SAMPLE_STRIDE, evaluate, loose_success
+    from vrlvr.train.evaluate import evaluate_samples, loose_success
 
     rows = np.zeros((samples, len(puzzles), len(METRICS)))
-    for j in range(samples):
-        _, recs = evaluate(
-            policy, task, puzzles, video, steps, shift, 48, seed=seed + SAMPLE_STRIDE * j, progress=False
-        )
+    records = evaluate_samples(
+        policy, task, puzzles, video, steps, shift, 48, samples, seed=seed, progress=False
+    )
+    for j, recs in enumerate(records):
         for i, r in enumerate(recs):
             v = r["verdict"]
             vals = (float(v.success), loose_success(v), v.precision, v.recall, v.f1, float(v.reward))

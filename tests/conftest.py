@@ -31,3 +31,16 @@ def cuda_device_count():
     except ImportError:
         return 0
     return _cuda.device_count()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> list[str]:
+    """Config overrides for a 2-layer tiny-pixel model: SFT runs in tests take seconds."""
+    return [
+        "model.tiny.num_layers=2",
+        "model.tiny.num_heads=2",
+        "model.tiny.head_dim=16",
+        "model.tiny.ffn_dim=64",
+        "model.tiny.text_dim=16",
+        "model.tiny.freq_dim=32",
+    ]

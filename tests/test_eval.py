@@ -6,18 +6,9 @@ import pytest
 
 from vrlvr.cli import main
 
-TINY = [
-    "model.tiny.num_layers=2",
-    "model.tiny.num_heads=2",
-    "model.tiny.head_dim=16",
-    "model.tiny.ffn_dim=64",
-    "model.tiny.text_dim=16",
-    "model.tiny.freq_dim=32",
-]
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, tiny_model):
     out = tmp_path_factory.mktemp("sft") / "run"
     rc = main(
         [
@@ -31,7 +22,7 @@ def checkpoint(tmp_path_factory):
             "sampling.steps=2",
             "data.num_frames=5",
             "threads=1",
-            *TINY,
+            *tiny_model,
         ]
     )
     assert rc == 0

@@ -12,14 +12,6 @@ from vrlvr.train.data import SolutionStream, VideoSpec, check_inside_heldout, ev
 from vrlvr.train.grpo import PuzzleStream, train_grpo
 from vrlvr.train.grpo_config import GRPOConfig
 
-TINY = [
-    "model.tiny.num_layers=2",
-    "model.tiny.num_heads=2",
-    "model.tiny.head_dim=16",
-    "model.tiny.ffn_dim=64",
-    "model.tiny.text_dim=16",
-    "model.tiny.freq_dim=32",
-]
 EASY = "data.options={boxes: 1, min_moves: 2, max_moves: 4}"
 
 
@@ -30,7 +22,7 @@ def _one_box_short(puzzle) -> bool:
 
 
 @pytest.fixture(scope="module")
-def easy_sft(tmp_path_factory):
+def easy_sft(tmp_path_factory, tiny_model):
     out = tmp_path_factory.mktemp("sft") / "run"
     argv = [
         "sft",
@@ -46,7 +38,7 @@ def easy_sft(tmp_path_factory):
         "sampling.steps=2",
         "data.num_frames=5",
         "threads=1",
-        *TINY,
+        *tiny_model,
     ]
     assert main(argv) == 0
     return out
@@ -78,12 +70,12 @@ def test_the_checkpoint_records_the_options_and_eval_draws_the_same_kind(easy_sf
     assert main([*argv, "--steps", "1", "--option", "max_moves=12", "--option", "min_moves=10"]) == 2
 
 
-def test_a_bad_option_is_one_line_naming_the_key(tmp_path, capsys):
+def test_a_bad_option_is_one_line_naming_the_key(tmp_path, capsys, tiny_model):
     argv = ["sft", "--no-progress", f"out_dir={tmp_path / 'x'}", "data.task=sokoban", "data.sizes=[6]"]
-    assert main([*argv, "data.options={boxs: 1}", *TINY]) == 2
+    assert main([*argv, "data.options={boxs: 1}", *tiny_model]) == 2
     err = capsys.readouterr().err
     assert "data.options" in err and "boxs" in err and "Traceback" not in err
-    assert main([*argv, "data.options={boxes: 9}", *TINY]) == 2
+    assert main([*argv, "data.options={boxes: 9}", *tiny_model]) == 2
     assert "boxes must lie in" in capsys.readouterr().err
 
 

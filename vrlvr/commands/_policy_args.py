@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vrlvr.commands.data import parse_option
+from vrlvr.commands.data import add_option_argument
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> None:
@@ -27,13 +27,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> Non
         "--seed", type=int, default=100000, help="puzzles come from seeds seed, seed + 1, ..."
     )
     parser.add_argument("--sizes", type=int, nargs="+", help="puzzle sizes (default: the checkpoint's)")
-    parser.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="difficulty option passed to the puzzle generator, over the checkpoint's own "
+    add_option_argument(
+        parser,
+        "difficulty option passed to the puzzle generator, over the checkpoint's own "
         "(its data.options), e.g. boxes=2, colours=6, distribution=classic",
     )
     parser.add_argument("--num-frames", type=int, help="frames per video (default: the checkpoint's)")
@@ -282,22 +278,15 @@ def resolve(args: argparse.Namespace) -> dict:
 
 
 def evaluate_resolved(
-    s: dict,
-    args: argparse.Namespace,
-    puzzles: list,
-    keep_videos: bool = False,
-    noise_offset: int = 0,
-    check: bool = True,
+    s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False, samples: int = 1
 ):
-    """``vrlvr.train.evaluate.evaluate`` with the settings ``resolve`` gave and the command line's
-    batch size, seed and progress flag -> (metrics, records). ``noise_offset`` is added to the
-    noise seed only (another sample of the same puzzles); ``check=False`` skips printing and
-    checking the work (a caller that ran ``check_work`` for all its samples at once)."""
-    from vrlvr.train.evaluate import evaluate
+    """``vrlvr.train.evaluate.evaluate_samples`` with the settings ``resolve`` gave and the command
+    line's batch size, seed and progress flag, after one work estimate for all the videos ->
+    (metrics pooled over samples x puzzles, records [samples][n puzzles])."""
+    from vrlvr.train.evaluate import evaluate_samples, summarise
 
-    if check:
-        check_work(s, args, len(puzzles), f"vrlvr {getattr(args, 'command', None) or 'eval'}")
-    return evaluate(
+    check_work(s, args, samples * len(puzzles), f"vrlvr {getattr(args, 'command', None) or 'eval'}")
+    records = evaluate_samples(
         s["policy"],
         s["task"],
         puzzles,
@@ -305,8 +294,10 @@ def evaluate_resolved(
         s["steps"],
         s["shift"],
         args.batch_size,
-        seed=args.seed + noise_offset,
+        samples,
+        seed=args.seed,
         theme=s["theme"],
         progress=not args.no_progress,
         keep_videos=keep_videos,
     )
+    return summarise([r for recs in records for r in recs]), records

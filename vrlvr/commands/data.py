@@ -32,6 +32,13 @@ def parse_option(text: str) -> tuple[str, object]:
     return key, value
 
 
+def add_option_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--option KEY=VALUE`` (repeatable): a difficulty keyword for the task's generator."""
+    parser.add_argument(
+        "--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
@@ -56,13 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--theme", default="0", help="theme index or name, or 'random' per sample (default 0)"
     )
-    parser.add_argument(
-        "--option",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="difficulty option passed to generate, e.g. algorithm=kruskal, boxes=2, colours=6",
+    add_option_argument(
+        parser, "difficulty option passed to generate, e.g. algorithm=kruskal, boxes=2, colours=6"
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--no-video", action="store_true", help="skip the MP4 files")

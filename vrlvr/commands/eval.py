@@ -26,7 +26,6 @@ import time
 
 from vrlvr.commands._policy_args import (
     add_policy_arguments,
-    check_work,
     check_writable,
     evaluate_resolved,
     resolve,
@@ -53,7 +52,6 @@ def pass_at_k(records: list[list[dict]]) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from vrlvr.train.data import eval_puzzles
-    from vrlvr.train.evaluate import SAMPLE_STRIDE, summarise
 
     t0 = time.time()
     if args.samples < 1:
@@ -75,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
             f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",
             file=sys.stderr,
         )
-    check_work(s, args, args.samples * len(puzzles), "vrlvr eval")  # one estimate for all samples
-    records = []
-    for j in range(args.samples):
-        metrics, recs = evaluate_resolved(s, args, puzzles, noise_offset=SAMPLE_STRIDE * j, check=False)
-        records.append(recs)
-    if args.samples > 1:
-        metrics = summarise([r for recs in records for r in recs])  # all K x n videos
+    metrics, records = evaluate_resolved(s, args, puzzles, samples=args.samples)  # pooled: K x n videos
     # trivial baselines (held still, flood, the best cheap hack) on the same puzzles and frames
     from vrlvr.train.evaluate import BASELINE_KEYS, evaluate_baselines
 

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
             "use the checkpoint's held-out seed or --allow-seen"
         )
-    metrics, records = evaluate_resolved(s, args, puzzles, keep_videos=True)
+    metrics, (records,) = evaluate_resolved(s, args, puzzles, keep_videos=True)
     existed = _prepare_out(out, args.overwrite)
     try:
         _write_samples(out, s, args, puzzles, records)

@@ -128,6 +128,36 @@ def evaluate(
 SAMPLE_STRIDE = 1_000_003
 
 
+def evaluate_samples(
+    policy,
+    task,
+    puzzles: list[EvalPuzzle],
+    video: VideoSpec,
+    num_steps: int,
+    shift: float,
+    batch_size: int,
+    samples: int = 1,
+    seed: int = 0,
+    **kwargs,
+) -> list[list[dict]]:
+    """``samples`` videos per puzzle: ``evaluate`` once per sample, sample j with noise seed
+    ``seed + SAMPLE_STRIDE * j`` -> records [samples][n puzzles] (``summarise`` pools them)."""
+    return [
+        evaluate(
+            policy,
+            task,
+            puzzles,
+            video,
+            num_steps,
+            shift,
+            batch_size,
+            seed=seed + SAMPLE_STRIDE * j,
+            **kwargs,
+        )[1]
+        for j in range(samples)
+    ]
+
+
 def summarise(records: list[dict]) -> dict:
     """aggregate() over the records' verdicts, plus a ``per_size`` breakdown (without components).
     Records of several samples of the same puzzles pool as one evaluation of all their videos."""

@@ -73,10 +73,9 @@ from vrlvr.train.distributed import (
     threads_per_rank,
 )
 from vrlvr.train.evaluate import (
-    SAMPLE_STRIDE,
     aggregate,
-    evaluate,
     evaluate_baselines,
+    evaluate_samples,
     loose_success,
     verify_group,
 )
@@ -293,20 +292,19 @@ def _write_heldout(path: Path, cfg: GRPOConfig, heldout: dict[str, list[EvalPuzz
 
 def heldout_eval(policy, task, puzzles, video: VideoSpec, cfg: GRPOConfig) -> dict:
     """ODE samples on held-out puzzles, ``eval.samples_per_puzzle`` per puzzle, pooled."""
-    verdicts = []
-    for j in range(cfg.eval.samples_per_puzzle):
-        _, recs = evaluate(
-            policy,
-            task,
-            puzzles,
-            video,
-            cfg.sampling.steps,
-            cfg.sampling.shift,
-            cfg.eval.batch_size,
-            seed=cfg.seed + SAMPLE_STRIDE * j,
-            progress=False,
-        )
-        verdicts += [r["verdict"] for r in recs]
+    records = evaluate_samples(
+        policy,
+        task,
+        puzzles,
+        video,
+        cfg.sampling.steps,
+        cfg.sampling.shift,
+        cfg.eval.batch_size,
+        cfg.eval.samples_per_puzzle,
+        seed=cfg.seed,
+        progress=False,
+    )
+    verdicts = [r["verdict"] for recs in records for r in recs]
     m = aggregate(verdicts)
     m["puzzles"] = len(puzzles)
     return m
