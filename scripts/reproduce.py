@@ -78,6 +78,12 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
             raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
         return made[name][0]
     out = Path(args.out).resolve() / "runs" / name
+    run_overrides = [*(QUICK if args.quick else FULL), *overrides]
+    if args.reuse and reusable(out, config, run_overrides):
+        print(f"[reproduce] {name}: reusing {out} (finished, same config)", file=sys.stderr, flush=True)
+        REUSED[out] = time.strftime("%Y-%m-%d", time.localtime((out / "metrics.jsonl").stat().st_mtime))
+        made[name] = (out, list(overrides))
+        return out
     cmd = [
         sys.executable,
         "-m",
@@ -88,7 +94,7 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
         f"out_dir={out}",
         "--overwrite",
     ]
-    cmd += ["--no-progress", *(QUICK if args.quick else FULL), *overrides]
+    cmd += ["--no-progress", *run_overrides]
     print(f"[reproduce] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
     t0 = time.time()
     # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the source
@@ -101,6 +107,35 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
     return out
 
 
+#: run folders taken as they were (--reuse) -> the date they finished training; entries measured
+#: from them say so
+REUSED: dict[Path, str] = {}
+#: keys that do not change what a run computes (where it is written, CPU threads, logging)
+REUSE_IGNORED = ("out_dir", "threads", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints")
+
+
+def reusable(out: Path, config: Path, overrides: list[str]) -> bool:
+    """--reuse: the run folder ``out`` holds a finished run (final/ and every update logged) of exactly
+    ``config`` + ``overrides`` (keys in REUSE_IGNORED aside), so training it again would redo it."""
+    import yaml
+
+    from vrlvr.config import build_config, config_to_dict
+    from vrlvr.train.grpo_config import GRPOConfig
+    from vrlvr.train.logger import read_metrics
+
+    if not (out / "final" / "policy.json").is_file() or not (out / "config.yaml").is_file():
+        return False
+    want = config_to_dict(build_config(GRPOConfig, config, overrides))
+    have = config_to_dict(build_config(GRPOConfig, yaml.safe_load((out / "config.yaml").read_text())))
+    for key in REUSE_IGNORED:
+        want.pop(key, None)
+        have.pop(key, None)
+    if want != have:
+        return False
+    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r]
+    return bool(steps) and max(steps) >= want["optim"]["steps"]
+
+
 def config_of(task: str) -> dict:
     """configs/<task>-tiny.yaml as a dict (what the shipped recipe sets)."""
     import yaml
@@ -108,8 +143,9 @@ def config_of(task: str) -> dict:
     return yaml.safe_load((ROOT / "configs" / f"{task}-tiny.yaml").read_text())
 
 
-def provenance() -> dict:
-    """When and from which commit a result was measured (kept beside it in the JSON)."""
+def provenance(*runs: Path) -> dict:
+    """When and from which commit a result was measured (kept beside it in the JSON), and which of
+    its ``runs`` were reused (--reuse) rather than trained by this invocation, with their dates."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -121,7 +157,11 @@ def provenance() -> dict:
         ).stdout.strip()
     except OSError:
         commit, dirty = "", ""
-    return {"date": time.strftime("%Y-%m-%d"), "commit": (commit or "unknown") + ("+dirty" if dirty else "")}
+    out = {"date": time.strftime("%Y-%m-%d"), "commit": (commit or "unknown") + ("+dirty" if dirty else "")}
+    reused = {r.name: REUSED[r] for r in runs if r in REUSED}
+    if reused:
+        out["reused_runs"] = reused
+    return out
 
 
 def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
@@ -213,6 +253,16 @@ def step_times(run: Path) -> list[float]:
     return [r["step_time_s"] for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
 
 
+def phase_times(run: Path) -> dict:
+    """Median seconds per step of each phase: rollouts (sampling every step of every video, the same
+    work whatever the window), verify, and the update (forward + backward on the window's steps)."""
+    from vrlvr.train.logger import read_metrics
+
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    keys = {"rollout": "rollout_time_s", "verify": "verify_time_s", "update": "train_time_s"}
+    return {k: statistics.median(r.get(m, 0.0) for r in rows) if rows else 0.0 for k, m in keys.items()}
+
+
 def maze_every(args) -> list[str]:
     return MAZE_EVAL_EVERY["quick" if args.quick else "full"]
 
@@ -251,7 +301,7 @@ def exp_table1(args) -> dict:
             "gain": bootstrap(rl_vals - sft_vals),
             "baselines": baselines,
             "per_puzzle": {"metrics": list(METRICS), "sft": stored(sft_vals), "rl": stored(rl_vals)},
-            "measured": provenance(),
+            "measured": provenance(run),
         }
         curves(run, args)
     return out
@@ -301,6 +351,7 @@ def exp_table4(args) -> dict:
         "windows": {"first_half": [0, steps // 2], "all_steps": [0, steps]},
         "median_step_time_s": t,
         "step_time_ratio": t["first_half"] / t["all_steps"],
+        "phase_median_s": {k: phase_times(r) for k, r in runs.items()},
         "goal_ratio": 0.6,
         "first_half": bootstrap(vals["first_half"]),
         "all_steps": bootstrap(vals["all_steps"]),
@@ -309,7 +360,7 @@ def exp_table4(args) -> dict:
             "sde_window": config_summary(shipped)["sde_window"],
             "median_step_time_s": statistics.median(step_times(shipped)),
         },
-        "measured": provenance(),
+        "measured": provenance(*runs.values(), shipped),
     }
 
 
@@ -327,7 +378,7 @@ def exp_reward(args) -> dict:
             **{f"{kind}_gain": bootstrap(v - sft_vals) for kind, v in vals.items()},
             "sparse_minus_dense": bootstrap(vals["sparse"] - vals["dense"]),
             "per_puzzle": {"metrics": list(METRICS), **{kind: stored(v) for kind, v in vals.items()}},
-            "measured": provenance(),
+            "measured": provenance(*runs.values(), shipped),
         }
         for r in runs.values():
             curves(r, args)
@@ -356,7 +407,7 @@ def exp_hack(args) -> dict:
             "success_rate": [e["eval"]["success_rate"] for e in evals],
             "loose_success_rate": [e["eval"]["loose_success_rate"] for e in evals],
             "recipe": config_summary(run),
-            "measured": provenance(),
+            "measured": provenance(run),
         }
         curves(run, args)
     return out
@@ -401,6 +452,8 @@ def measured_line(entries: dict) -> str:
     for task, r in entries.items():
         m = r.get("measured") if isinstance(r, dict) else None
         label = f"{m['date']}, commit {m['commit']}" if m else "an earlier run (no date or commit kept)"
+        if m and m.get("reused_runs"):
+            label += " (reusing " + ", ".join(f"{k} trained {v}" for k, v in m["reused_runs"].items()) + ")"
         when.setdefault(label, []).append(task)
     return "Measured: " + "; ".join(f"{', '.join(ts)}: {label}" for label, ts in when.items()) + "."
 
@@ -451,6 +504,21 @@ def tables(results: dict, quick: bool) -> str:
                 else "."
             ),
         ]
+        if "phase_median_s" in t:
+            ph = t["phase_median_s"]
+            fh, al = ph["first_half"], ph["all_steps"]
+            all_step = max(al["rollout"] + al["update"] + al["verify"], 1e-9)
+            update_ratio = fh["update"] / max(al["update"], 1e-9)
+            floor = (fh["rollout"] + fh["verify"]) / all_step
+            lines.append(
+                "Where the time goes (median s per step, first half / all steps): rollouts "
+                f"{fh['rollout']:.1f} / {al['rollout']:.1f} (every sampling step of every video, whatever "
+                f"the window), update {fh['update']:.1f} / {al['update']:.1f} (ratio {update_ratio:.2f}). "
+                "The window only shortens the update: with the rollouts as they are, the step ratio "
+                f"cannot go below {floor:.2f} (its rollouts and verification over the all-steps step)."
+            )
+        if "measured" in t:
+            lines.append(measured_line({"maze": t}))
         if "shipped" in t:
             lines.append(
                 f"The shipped recipe's window {t['shipped']['sde_window']}: "
@@ -498,6 +566,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse a finished run in OUT/runs/ when its config is exactly what this invocation would "
+        "train (same config file and overrides; threads and logging aside) instead of training it again; "
+        "every evaluation is still redone",
+    )
+    ap.add_argument(
         "--score",
         nargs="+",
         metavar="CHECKPOINT",
@@ -524,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             if path.is_file():
                 results[name] = json.loads(path.read_text())
             continue
-        t0 = time.time()
+        t0, reused_before = time.time(), len(REUSED)
         results[name] = runners[name](args)
         path = Path(args.out) / f"{name}.json"
         if name in PER_TASK and path.is_file():
@@ -532,11 +607,20 @@ def main(argv: list[str] | None = None) -> int:
             old = json.loads(path.read_text())
             results[name] = {**old, **results[name]}  # the old order, the new entries
         (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-        # wall time per experiment, kept beside the results (the README quotes it)
+        # wall time per experiment, kept beside the results (the README quotes it); an experiment
+        # that reused a run did not train it, so its time says nothing about the cost: not kept
+        if len(REUSED) > reused_before:
+            continue
         timing_path = Path(args.out) / "seconds.json"
         timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
         timing[name] = round(time.time() - t0, 1)
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    # the tables show every experiment: those not rerun now keep their JSON from an earlier invocation
+    for name in runners:
+        path = Path(args.out) / f"{name}.json"
+        if name not in results and path.is_file():
+            results[name] = json.loads(path.read_text())
+    results = {name: results[name] for name in runners if name in results}  # the usual order
     text = tables(results, args.quick)
     (Path(args.out) / "results.md").write_text(text + "\n")
     if not args.no_readme:

@@ -101,6 +101,21 @@ def test_rollout_seed_depends_on_each_coordinate_only():
     assert rollout_seed(5, 1, 2, 3) == rollout_seed(5, 1, 2, 3)
 
 
+def test_a_pool_cycles_a_fixed_set_of_training_puzzles():
+    maze = tasks.get("maze")
+    stream = PuzzleStream([maze], {"maze": [7]}, {"maze": set()}, 0, [0], pool=3)
+    seeds = [it.seed for s in range(4) for it in stream.draw(s, 2)]
+    assert seeds == [0, 1, 2, 0, 1, 2, 0, 1]
+    # a held-out seed is skipped, the others still cycle
+    held = {maze.canonical_key(maze.generate(1, 7))}
+    stream = PuzzleStream([maze], {"maze": [7]}, {"maze": held}, 0, [0], pool=3)
+    assert [it.seed for it in stream.draw(0, 4)] == [0, 2, 0, 2]
+    # a pool of held-out puzzles only: one line naming the setting, not an endless search
+    stream = PuzzleStream([maze], {"maze": [7]}, {"maze": held}, 1, [0], pool=1)
+    with pytest.raises(ValueError, match="data.pool"):
+        stream.draw(0, 1)
+
+
 # --- rollouts ------------------------------------------------------------------------------
 def _bucket_and_policy(tiny_init, tmp_path, *extra):
     cfg = small_cfg(tmp_path / "run", tiny_init, *extra)
@@ -127,6 +142,33 @@ def test_rollouts_never_move_frame_0_and_keep_only_the_window(tiny_init, tmp_pat
     assert not torch.equal(r.latents[0], r.latents[1])
     r2 = sample_rollouts(policy, bucket, 4, 3, sigmas, (1, 3), 0.7, "sde", 0, 0, 2)  # other chunking
     assert torch.equal(r.latents, r2.latents)
+
+
+def test_shared_start_gives_a_group_one_initial_noise_and_its_own_sde_noise(tiny_init, tmp_path):
+    cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path)
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    G = 4
+    r = sample_rollouts(policy, bucket, G, 3, sigmas, (0, 2), 0.7, "sde", 0, 0, 4, shared_start=True)
+    x0, x1 = r.states[0], r.states[1]  # [N, C, f - 1, h, w]: the initial noise and after one SDE step
+    for j in range(len(bucket.puzzles)):
+        group = slice(j * G, (j + 1) * G)
+        assert all(torch.equal(x0[group][0], x) for x in x0[group])  # one start per puzzle
+        assert not torch.equal(x1[group][0], x1[group][1])  # each rollout's own SDE noise
+    assert not torch.equal(x0[0], x0[G])  # puzzles start apart
+    # independent of the chunking (and so of the process layout), like every other noise
+    r2 = sample_rollouts(policy, bucket, G, 3, sigmas, (0, 2), 0.7, "sde", 0, 0, 2, shared_start=True)
+    assert torch.equal(r.latents, r2.latents)
+    # off (the default): every rollout starts from its own noise
+    r3 = sample_rollouts(policy, bucket, G, 3, sigmas, (0, 2), 0.7, "sde", 0, 0, 4)
+    assert not torch.equal(r3.states[0][0], r3.states[0][1])
+
+
+def test_shared_start_seed_is_apart_from_every_rollout_seed():
+    from vrlvr.train.rollout import start_seed
+
+    starts = {start_seed(0, s, p) for s in range(3) for p in range(3)}
+    rollouts = {rollout_seed(0, s, p, r) for s in range(3) for p in range(3) for r in range(3)}
+    assert len(starts) == 9 and not starts & rollouts
 
 
 def test_window_logp_matches_a_rescore_and_the_first_ratio_is_exactly_one(tiny_init, tmp_path):
@@ -390,6 +432,7 @@ def test_init_from_an_adapted_policy_merges_its_adapter(tiny_init, tmp_path):
         ("lora.rank=-2", "lora.rank"),
         ("data.task=[maze,maze]", "twice"),
         ("data.dir=/tmp", "data.dir"),
+        ("data.pool=-1", "data.pool"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(tiny_init, tmp_path, override, message):

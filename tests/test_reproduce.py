@@ -37,12 +37,18 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "--quick smoke run" in text and "| maze |" in text
 
-    # a rerun of one experiment for some tasks keeps the other tasks' entries
+    # a rerun of one experiment for some tasks keeps the other tasks' entries; --reuse takes the
+    # finished run of the same config instead of training it again (the evaluation is redone)
     (tmp_path / "table1.json").write_text(json.dumps({**t1, "sokoban": t1["maze"]}))
-    res = subprocess.run([*cmd, "--only", "table1"], capture_output=True, text=True, timeout=1800)
+    res = subprocess.run([*cmd, "--only", "table1", "--reuse"], capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "maze-rl: reusing" in res.stderr
     again = json.loads((tmp_path / "table1.json").read_text())
     assert again["sokoban"] == t1["maze"] and "per_puzzle" in again["maze"]
+    assert set(again["maze"]["measured"]["reused_runs"]) == {"maze-rl"}  # the entry says so
+    # the tables still show the experiments not rerun (from their JSON)
+    text = (tmp_path / "results.md").read_text()
+    assert "## Early-Step Focus" in text and "## Reward hacking" in text and "Where the time goes" in text
 
     # --score: any checkpoint of a run, paired against the run's SFT checkpoint on the same puzzles
     ck = tmp_path / "runs" / "maze-rl" / "final"
@@ -61,3 +67,49 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
         timeout=600,
     )
     assert res.returncode != 0 and "not a checkpoint of a vrlvr-train run" in res.stderr
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fake_run(out: Path, config: Path, overrides: list[str], last_step: int) -> None:
+    """A run folder as vrlvr-train leaves it: config.yaml (resolved), final/, one line per update."""
+    import yaml
+
+    from vrlvr.config import build_config, config_to_dict
+    from vrlvr.train.grpo_config import GRPOConfig
+
+    cfg = config_to_dict(build_config(GRPOConfig, config, [*overrides, f"out_dir={out}", "threads=1"]))
+    (out / "final").mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (out / "final" / "policy.json").write_text("{}")
+    lines = [{"step": 0, "tag": "before", "eval": {}}] + [
+        {"step": s, "step_time_s": 1.0} for s in range(1, last_step + 1)
+    ]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def test_reuse_takes_only_a_finished_run_of_exactly_the_same_config(tmp_path):
+    rep = _script()
+    config = SCRIPT.parent.parent / "configs" / "maze-tiny.yaml"
+    overrides = [*rep.FULL, "optim.steps=3", "reward.kind=dense"]
+    done = tmp_path / "done"
+    _fake_run(done, config, overrides, last_step=3)
+    # threads, out_dir and logging do not change what a run computes
+    assert rep.reusable(done, config, overrides)
+    assert rep.reusable(done, config, [*overrides, "threads=2", "log_every=5"])
+    # any other key does: a run of another recipe is trained again
+    assert not rep.reusable(done, config, [*overrides, "optim.lr=5e-4"])
+    assert not rep.reusable(done, config, overrides[:-1])  # the config's own (sparse) reward
+    assert not rep.reusable(done, SCRIPT.parent.parent / "configs" / "flowfree-tiny.yaml", overrides)
+    # a run that stopped early (max_minutes, a crash before final/) is not finished
+    short = tmp_path / "short"
+    _fake_run(short, config, overrides, last_step=2)
+    assert not rep.reusable(short, config, overrides)
+    assert not rep.reusable(tmp_path / "missing", config, overrides)

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("vrlvr.commands.sft", "supervised flow-matching fine-tuning on solution videos"),
     "sample": ("vrlvr.commands.sample", "generate videos from a checkpoint beside the ground truth"),
     "eval": ("vrlvr.commands.eval", "generate on held-out puzzles, verify, and report metrics as JSON"),
+    "window": (
+        "vrlvr.commands.window",
+        "where sampling noise decides the outcome, step by step (a guide for grpo.sde_window)",
+    ),
     "verify": ("vrlvr.commands.verify", "verify one video against one puzzle and print the verdict"),
     "bench": ("vrlvr.commands.bench", "run the packaged micro-benchmarks and print JSON"),
     "info": ("vrlvr.commands.info", "versions and which backends (native, CUDA, Triton) are usable"),

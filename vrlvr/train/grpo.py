@@ -6,7 +6,7 @@ One step, for B = ``grpo.prompts_per_step`` puzzles and G = ``grpo.group_size`` 
    every process draws the same B and owns puzzles i = rank, rank + world, ...;
 2. roll out G videos per puzzle (vrlvr.train.rollout): SDE with log-probs on the window
    [start, end) of the T sampling steps, Euler ODE elsewhere, noise from (seed, step, puzzle,
-   rollout) alone;
+   rollout) alone (``grpo.shared_start``: one initial noise per puzzle, from (seed, step, puzzle));
 3. decode and verify each bucket of groups with one ``verify_batch``; the reward is the verifier's
    dense reward or its success as 0/1 (``reward.kind``);
 4. advantages normalised within each group and clipped to +-adv_clip; groups whose rewards do not
@@ -151,7 +151,8 @@ class PuzzleStream:
 
     Puzzle i of step s takes task ``tasks[i % len(tasks)]`` at that task's size
     ``sizes[s % len(sizes)]``; each task draws from seeds ``seed + position`` (position advances on
-    every draw) and rejects held-out keys. ``state()`` / ``load_state()`` make resume exact."""
+    every draw; with ``pool`` > 0 from ``seed + position mod pool``) and rejects held-out keys.
+    ``state()`` / ``load_state()`` make resume exact."""
 
     def __init__(
         self,
@@ -161,8 +162,10 @@ class PuzzleStream:
         seed: int,
         themes,
         options: dict[str, dict] | None = None,
+        pool: int = 0,
     ):
         self.tasks, self.sizes, self.heldout, self.seed = tasks, sizes, heldout, seed
+        self.pool = pool  # > 0: only seeds seed .. seed + pool - 1, cycling (data.pool)
         self.options = {t.name: dict((options or {}).get(t.name) or {}) for t in tasks}
         self.themes = list(themes or [0])
         self.position = {t.name: 0 for t in tasks}
@@ -181,8 +184,9 @@ class PuzzleStream:
             task = self.tasks[i % len(self.tasks)]
             sizes = self.sizes[task.name]
             size = sizes[step % len(sizes)]
-            for _ in range(100_000):
-                s = self.seed + self.position[task.name]
+            for _ in range(self.pool or 100_000):
+                pos = self.position[task.name]
+                s = self.seed + (pos % self.pool if self.pool else pos)
                 self.position[task.name] += 1
                 p = task.generate(s, size, **self.options[task.name])
                 if task.canonical_key(p) not in self.heldout[task.name]:
@@ -191,7 +195,7 @@ class PuzzleStream:
             else:
                 raise ValueError(
                     f"{task.name} size {size}: every drawn puzzle is held out; lower heldout.n or use "
-                    "larger sizes"
+                    + ("another data.seed or a larger data.pool" if self.pool else "larger sizes")
                 )
             theme = self.themes[(self.position[task.name] - 1) % len(self.themes)]
             out.append(StepPuzzle(i, task, size, s, p, theme))
@@ -385,6 +389,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         d.seed,
         d.themes,
         {t.name: d.options_for(t.name) for t in task_list},
+        pool=d.pool,
     )
     step, nonfinite_run = 0, 0
     if checkpoint is not None:
@@ -504,6 +509,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
                     cfg.seed,
                     step,
                     g_cfg.micro_batch,
+                    shared_start=g_cfg.shared_start,
                 )
                 for b in round_buckets
             ]

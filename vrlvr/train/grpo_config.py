@@ -97,6 +97,14 @@ class RLDataConfig(DataConfig):
         default_factory=dict,
         metadata={"help": "per-task generator options for a mixed batch, e.g. {sokoban: {boxes: 1}}"},
     )
+    pool: int = field(
+        default=0,
+        metadata={
+            "help": "train on the seeds data.seed .. data.seed + pool - 1 only, cycling (0: an endless "
+            "stream of new puzzles). A sanity check, not a recipe: can RL raise success on a small "
+            "fixed set of puzzles it sees again and again?"
+        },
+    )
 
     @property
     def tasks(self) -> list[str]:
@@ -157,6 +165,14 @@ class GRPOSettings:
             "reward, draw and roll out another prompts_per_step puzzles, up to this many extra rounds "
             "(0: off). Costs rollouts, and every round's rollouts are held until the update (memory); "
             "under a sparse reward most groups otherwise carry no signal"
+        },
+    )
+    shared_start: bool = field(
+        default=False,
+        metadata={
+            "help": "the G rollouts of a puzzle start from the same initial noise (DanceGRPO) and differ "
+            "only by the SDE noise of the window: the group's rewards then rank the sampled actions, "
+            "whose log-probs are trained, rather than starting points no update can credit"
         },
     )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
@@ -260,6 +276,8 @@ class GRPOConfig:
                 f"grpo.group_size must be >= 2 (advantages are normalised within a group; a group of "
                 f"{g.group_size} has no variance), got {g.group_size}"
             )
+        if self.data.pool < 0:
+            raise ValueError(f"data.pool must be >= 0 (0: an endless stream), got {self.data.pool}")
         if g.resample_rounds < 0:
             raise ValueError(f"grpo.resample_rounds must be >= 0 (0: off), got {g.resample_rounds}")
         if g.prompts_per_step < 1 or g.micro_batch < 1 or g.inner_epochs < 1:

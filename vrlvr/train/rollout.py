@@ -11,7 +11,10 @@ For T sampling steps over the shifted sigmas and a window [start, end):
 
 Randomness: every rollout has its own CPU generator seeded from (seed, step, puzzle index, rollout
 index) alone, never from the process rank or the batch layout, so a run on N processes draws the
-same noise as a run on one.
+same noise as a run on one. With ``shared_start`` the G rollouts of a puzzle start from one initial
+noise (drawn from a generator seeded by (seed, step, puzzle index) alone) and differ only by their
+SDE noise: the group's rewards then compare actions whose log-probs are trained, not starting
+points no update can credit (DanceGRPO shares the initial noise within a group too).
 """
 
 from __future__ import annotations
@@ -24,12 +27,20 @@ import torch
 from vrlvr.models.conditioning import apply_condition
 from vrlvr.ops import sde_step
 
-__all__ = ["rollout_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
+__all__ = ["rollout_seed", "start_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
 
 
 def rollout_seed(seed: int, step: int, puzzle: int, rollout: int) -> int:
     """A 63-bit seed for one rollout (SeedSequence mixes the four integers; no collisions in practice)."""
     state = np.random.SeedSequence([int(seed), int(step), int(puzzle), int(rollout)]).generate_state(2)
+    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+
+
+def start_seed(seed: int, step: int, puzzle: int) -> int:
+    """A 63-bit seed for the initial noise shared by a puzzle's rollouts (``shared_start``); its own
+    spawn key keeps it apart from every ``rollout_seed``."""
+    ss = np.random.SeedSequence([int(seed), int(step), int(puzzle)], spawn_key=(1,))
+    state = ss.generate_state(2)
     return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
 
 
@@ -70,9 +81,11 @@ def sample_rollouts(
     seed: int,
     step: int,
     micro_batch: int,
+    shared_start: bool = False,
 ) -> RolloutBatch:
     """Generate ``group_size`` videos per puzzle of the bucket, in chunks of ``micro_batch`` videos
-    (the trainer re-scores in the same chunks, so the first PPO ratio is exactly 1 on CPU fp32)."""
+    (the trainer re-scores in the same chunks, so the first PPO ratio is exactly 1 on CPU fp32).
+    ``shared_start``: a puzzle's rollouts share their initial noise (see the module docstring)."""
     G = group_size
     start, end = window
     first = bucket.first_frames
@@ -87,6 +100,14 @@ def sample_rollouts(
         for pi in bucket.puzzle_index
         for r in range(G)
     ]
+    starts = None
+    if shared_start:  # one initial noise per puzzle, repeated for its G rollouts: [N, C, f, h, w]
+        starts = torch.stack(
+            [
+                torch.randn((C, f, h, w), generator=torch.Generator().manual_seed(start_seed(seed, step, pi)))
+                for pi in bucket.puzzle_index
+            ]
+        ).repeat_interleave(G, dim=0)
     sig = [float(s) for s in sigmas]  # host floats: the op takes them without a device sync
     sig_dev = sigmas.to(device)
     states: list[list[torch.Tensor]] = [[] for _ in range(end - start + 1)]
@@ -97,8 +118,12 @@ def sample_rollouts(
         gs = gens[rows]
         cb, pe = cond[rows], prompt_embeds[rows]
         B = cb.shape[0]
-        # initial noise per rollout from its own generator; frame 0 set to the condition
-        noise0 = torch.stack([torch.randn((C, f, h, w), generator=g) for g in gs]).to(device)
+        # initial noise per rollout from its own generator (or the puzzle's shared one); frame 0 set
+        # to the condition
+        if starts is None:
+            noise0 = torch.stack([torch.randn((C, f, h, w), generator=g) for g in gs]).to(device)
+        else:
+            noise0 = starts[rows].to(device)
         x = apply_condition(noise0, cb)  # [B, C, f, h, w] fp32
         lp = []
         for i in range(len(sig) - 1):
