@@ -126,7 +126,10 @@ def reusable(out: Path, config: Path, overrides: list[str]) -> bool:
     if not (out / "final" / "policy.json").is_file() or not (out / "config.yaml").is_file():
         return False
     want = config_to_dict(build_config(GRPOConfig, config, overrides))
-    have = config_to_dict(build_config(GRPOConfig, yaml.safe_load((out / "config.yaml").read_text())))
+    try:
+        have = config_to_dict(build_config(GRPOConfig, yaml.safe_load((out / "config.yaml").read_text())))
+    except (ValueError, yaml.YAMLError):  # written by another version (a key since removed): train again
+        return False
     for key in REUSE_IGNORED:
         want.pop(key, None)
         have.pop(key, None)

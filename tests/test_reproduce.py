@@ -113,3 +113,7 @@ def test_reuse_takes_only_a_finished_run_of_exactly_the_same_config(tmp_path):
     _fake_run(short, config, overrides, last_step=2)
     assert not rep.reusable(short, config, overrides)
     assert not rep.reusable(tmp_path / "missing", config, overrides)
+    # a run folder from a version with other keys is trained again, not a crash
+    text = (done / "config.yaml").read_text()
+    (done / "config.yaml").write_text(text + "no_such_key: 1\n")
+    assert not rep.reusable(done, config, overrides)

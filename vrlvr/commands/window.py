@@ -1,7 +1,7 @@
 """Where sampling noise decides the outcome, step by step: a guide for ``grpo.sde_window``.
 
     vrlvr window --checkpoint maze-tiny --n 32 --group 8
-    vrlvr window --checkpoint runs/NAME/final --steps 0 1 2 3 --json profile.json
+    vrlvr window --checkpoint runs/NAME/final --profile-steps 0 1 2 3 --json profile.json
 
 For each sampling step k, ``--group`` rollouts per held-out puzzle share one initial noise and
 differ only by SDE noise injected at step k (Euler ODE elsewhere). The share of puzzles whose
