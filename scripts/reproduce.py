@@ -116,27 +116,24 @@ REUSE_IGNORED = ("out_dir", "threads", "log_every", "sample_every", "checkpoint_
 
 def reusable(out: Path, config: Path, overrides: list[str]) -> bool:
     """--reuse: the run folder ``out`` holds a finished run (final/ and every update logged) of exactly
-    ``config`` + ``overrides`` (keys in REUSE_IGNORED aside), so training it again would redo it."""
+    ``config`` + ``overrides`` (keys in REUSE_IGNORED aside), so training it again would redo it.
+    The comparison is the trainer's own for --resume (``frozen_changes``: a key added since the run
+    was written counts as no change while it keeps its default)."""
     import yaml
 
-    from vrlvr.config import build_config, config_to_dict
+    from vrlvr.config import build_config
     from vrlvr.train.grpo_config import GRPOConfig
     from vrlvr.train.logger import read_metrics
+    from vrlvr.train.run_dir import frozen_changes
 
     if not (out / "final" / "policy.json").is_file() or not (out / "config.yaml").is_file():
         return False
-    want = config_to_dict(build_config(GRPOConfig, config, overrides))
-    try:
-        have = config_to_dict(build_config(GRPOConfig, yaml.safe_load((out / "config.yaml").read_text())))
-    except (ValueError, yaml.YAMLError):  # written by another version (a key since removed): train again
-        return False
-    for key in REUSE_IGNORED:
-        want.pop(key, None)
-        have.pop(key, None)
-    if want != have:
+    want = build_config(GRPOConfig, config, overrides)
+    _, changes = frozen_changes(yaml.safe_load((out / "config.yaml").read_text()), want, ())
+    if any(key.split(".")[0] not in REUSE_IGNORED for key in changes):
         return False
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r]
-    return bool(steps) and max(steps) >= want["optim"]["steps"]
+    return bool(steps) and max(steps) >= want.optim.steps
 
 
 def config_of(task: str) -> dict:

@@ -86,3 +86,6 @@ def test_window_command_writes_the_profile(checkpoint, tmp_path, capsys):
     for bad, msg in ((["--group", "1"], "--group must be >= 2"), (["--eta", "0"], "--eta must be > 0")):
         assert main(["window", "--checkpoint", str(checkpoint), "--n", "2", *bad, "--no-progress"]) != 0
         assert f"vrlvr window: error: {msg}" in capsys.readouterr().err
+    # puzzles the checkpoint never held out (another size): refused in one line, nothing generated
+    assert main(["window", "--checkpoint", str(checkpoint), "--n", "2", "--sizes", "9", "--no-progress"]) != 0
+    assert "error: no held-out maze puzzles of sizes [9]" in capsys.readouterr().err

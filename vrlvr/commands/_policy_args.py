@@ -277,6 +277,23 @@ def resolve(args: argparse.Namespace) -> dict:
     return s
 
 
+def resolved_puzzles(s: dict, args: argparse.Namespace) -> tuple[list, dict]:
+    """The command line's n held-out puzzles (``vrlvr.train.data.eval_puzzles``) for the settings
+    ``resolve`` gave -> (puzzles, draw stats); none at all is a one-line error."""
+    from vrlvr.train.data import eval_puzzles
+
+    task = s["task"]
+    puzzles, stats = eval_puzzles(
+        task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"]
+    )
+    if not puzzles:
+        raise ValueError(
+            f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
+            "use the checkpoint's held-out seed or --allow-seen"
+        )
+    return puzzles, stats
+
+
 def evaluate_resolved(
     s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False, samples: int = 1
 ):

@@ -29,6 +29,7 @@ from vrlvr.commands._policy_args import (
     check_writable,
     evaluate_resolved,
     resolve,
+    resolved_puzzles,
     write_atomic,
 )
 
@@ -51,8 +52,6 @@ def pass_at_k(records: list[list[dict]]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.data import eval_puzzles
-
     t0 = time.time()
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
@@ -60,14 +59,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
     task = s["task"]
-    puzzles, stats = eval_puzzles(
-        task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"]
-    )
-    if not puzzles:
-        raise ValueError(
-            f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
-            "use the checkpoint's held-out seed or --allow-seen"
-        )
+    puzzles, stats = resolved_puzzles(s, args)
     if len(puzzles) < args.n:
         print(
             f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",

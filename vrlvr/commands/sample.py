@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve
+from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve, resolved_puzzles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,8 +117,6 @@ def _prepare_out(out: Path, overwrite: bool) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.data import eval_puzzles
-
     if args.fps < 1:
         raise ValueError(f"--fps must be >= 1, got {args.fps}")
     if args.scale < 0:
@@ -126,13 +124,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out, args.overwrite)  # before the model loads and generates
     s = resolve(args)
-    task = s["task"]
-    puzzles, _ = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"])
-    if not puzzles:
-        raise ValueError(
-            f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
-            "use the checkpoint's held-out seed or --allow-seen"
-        )
+    puzzles, _ = resolved_puzzles(s, args)
     metrics, (records,) = evaluate_resolved(s, args, puzzles, keep_videos=True)
     existed = _prepare_out(out, args.overwrite)
     try:

@@ -23,6 +23,7 @@ from vrlvr.commands._policy_args import (
     check_work,
     check_writable,
     resolve,
+    resolved_puzzles,
     write_atomic,
 )
 
@@ -41,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrlvr.train.data import eval_puzzles
     from vrlvr.train.noise_profile import noise_profile
 
     t0 = time.time()
@@ -53,12 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json, "--json")
     s = resolve(args)
     task = s["task"]
-    puzzles, _ = eval_puzzles(task, s["sizes"], args.n, args.seed, allowed=s["allowed"], options=s["options"])
-    if not puzzles:
-        raise ValueError(
-            f"no held-out {task.name} puzzles of sizes {s['sizes']} from seed {args.seed}; "
-            "use the checkpoint's held-out seed or --allow-seen"
-        )
+    puzzles, _ = resolved_puzzles(s, args)
     steps = args.profile_steps or list(range(s["steps"]))
     check_work(s, args, len(steps) * args.group * len(puzzles), "vrlvr window")
     rows = noise_profile(

@@ -61,13 +61,12 @@ def noise_profile(
         by_size[p.size].append(i)
     per_group = max(1, batch_size // group_size)  # puzzles per rollout call
     chunks = [idx[b0 : b0 + per_group] for idx in by_size.values() for b0 in range(0, len(idx), per_group)]
-    bar = tqdm(total=len(todo) * len(chunks), desc="noise profile", disable=not progress, leave=False)
-    out = []
-    for k in todo:
-        succ, reward, f1 = (np.zeros((len(puzzles), group_size)) for _ in range(3))
-        for chunk in chunks:
-            ps = [puzzles[i].puzzle for i in chunk]
-            bucket = GroupBucket(
+    # one bucket per chunk, for every step alike (the first frames are rendered once)
+    buckets = []
+    for chunk in chunks:
+        ps = [puzzles[i].puzzle for i in chunk]
+        buckets.append(
+            GroupBucket(
                 task=task,
                 puzzle_index=[puzzles[i].seed for i in chunk],  # the start depends on the puzzle alone
                 puzzles=ps,
@@ -75,6 +74,13 @@ def noise_profile(
                 first_frames=video.first_frames(task, ps, [theme] * len(ps)),
                 prompts=[task.prompt(p) for p in ps],
             )
+        )
+    bar = tqdm(total=len(todo) * len(chunks), desc="noise profile", disable=not progress, leave=False)
+    out = []
+    for k in todo:
+        succ, reward, f1 = (np.zeros((len(puzzles), group_size)) for _ in range(3))
+        for chunk, bucket in zip(chunks, buckets):
+            ps = bucket.puzzles
             r = sample_rollouts(
                 policy,
                 bucket,
