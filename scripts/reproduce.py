@@ -1,7 +1,7 @@
 """Reproduce the VideoRLVR paper's findings at CPU scale, from the shipped tiny checkpoints.
 
     python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack]
-    python scripts/reproduce.py --score runs/NAME/final [runs/NAME/checkpoints/step_N ...]
+    python scripts/reproduce.py --score runs/NAME/final [runs/NAME/checkpoints/step_N ...] [--rollout-sampler]
 
 Experiments (every number on held-out puzzles, canonical keys never trained on in SFT or RL, with
 several samples per puzzle and 95% bootstrap intervals over puzzles, beside the trivial baselines):
@@ -164,13 +164,14 @@ def provenance(*runs: Path) -> dict:
     return out
 
 
-def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int) -> np.ndarray:
-    """float [n_puzzles, len(METRICS)]: each metric averaged over ``samples`` videos per puzzle."""
+def per_puzzle(policy, task, puzzles, video, steps, shift, samples: int, seed: int, sde=None) -> np.ndarray:
+    """float [n_puzzles, len(METRICS)]: each metric averaged over ``samples`` videos per puzzle
+    (Euler sampling, or ``sde``: a vrlvr.models.sampling.SdeWindow)."""
     from vrlvr.train.evaluate import evaluate_samples, loose_success
 
     rows = np.zeros((samples, len(puzzles), len(METRICS)))
     records = evaluate_samples(
-        policy, task, puzzles, video, steps, shift, 48, samples, seed=seed, progress=False
+        policy, task, puzzles, video, steps, shift, 48, samples, seed=seed, progress=False, sde=sde
     )
     for j, recs in enumerate(records):
         for i, r in enumerate(recs):
@@ -235,7 +236,12 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
     video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px, cfg.data.height, cfg.data.width)
     policy = load_policy(checkpoint).eval()
     samples = 1 if args.quick else SAMPLES
-    vals = per_puzzle(policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, 7)
+    sde = None
+    if getattr(args, "rollout_sampler", False):  # the run's own rollout sampler (--score only)
+        from vrlvr.models.sampling import SdeWindow
+
+        sde = SdeWindow(*cfg.window(), cfg.sampling.eta, cfg.sampling.mode)
+    vals = per_puzzle(policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, 7, sde)
     return vals, evaluate_baselines(task, puzzles, video)
 
 
@@ -420,10 +426,14 @@ def fmt(ci: dict, key: str, scale: float = 100.0) -> str:
 
 def score(args) -> str:
     """Each checkpoint of ``--score`` beside its run's SFT checkpoint (``model.init``) on the run's
-    held-out puzzles, as table1 scores them: means and paired gains with 95% intervals."""
+    held-out puzzles, as table1 scores them: means and paired gains with 95% intervals. With
+    ``--rollout-sampler`` both are sampled as the run rolled out (its SDE window, eta and mode)."""
     import yaml
 
+    sampler = "the run's rollout sampler (SDE window)" if args.rollout_sampler else "Euler sampling"
     lines = [
+        f"Sampled with {sampler}.",
+        "",
         "| checkpoint | SFT success | success | gain | F1 gain | reward gain |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -580,6 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired",
     )
     ap.add_argument(
+        "--rollout-sampler",
+        action="store_true",
+        help="with --score: sample both policies as the run rolled out (SDE steps on its sde_window with "
+        "its sampling.eta and mode, Euler elsewhere) instead of Euler steps only",
+    )
+    ap.add_argument(
         "--tables-only",
         action="store_true",
         help="run nothing: rebuild the tables (docs/results.md, README) from OUT/<experiment>.json",
@@ -587,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.rollout_sampler and not args.score:
+        ap.error("--rollout-sampler applies to --score only (the experiments evaluate with Euler sampling)")
     if args.score:
         print(score(args))
         return 0

@@ -154,3 +154,63 @@ def test_first_frames_equal_the_rendered_frame0_without_solving(name, geometry, 
     monkeypatch.setattr(task, "solve", no_solving)
     got = spec.first_frames(task, ps, [0, 1, 2])
     assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_the_sde_window_sampler_is_the_trainers_rollout(checkpoint):
+    """generate_videos with an SdeWindow draws, from its one generator, what the trainer's rollout
+    of one video draws from that video's generator (the initial noise, then one normal per window
+    step), so with the same seed both samplers must give the same video; Euler elsewhere."""
+    import numpy as np
+    import torch
+
+    from vrlvr import tasks
+    from vrlvr.models import load_policy
+    from vrlvr.models.sampling import SdeWindow, generate_videos
+    from vrlvr.models.schedule import flow_sigmas
+    from vrlvr.train.data import VideoSpec, eval_puzzles
+    from vrlvr.train.rollout import GroupBucket, rollout_seed, sample_rollouts
+
+    maze = tasks.get("maze")
+    policy = load_policy(checkpoint).eval()
+    video = VideoSpec(5, 4)
+    (p,), _ = eval_puzzles(maze, [7], 1, 100000)
+    first = video.first_frames(maze, [p.puzzle], [0])
+    prompt = maze.prompt(p.puzzle)
+    T, window = 4, (1, 3)
+    bucket = GroupBucket(maze, [0], [p.puzzle], [0], first, [prompt])
+    r = sample_rollouts(policy, bucket, 1, 5, flow_sigmas(T, 1.0), window, 0.7, "sde", 7, 3, 1)
+    seed = rollout_seed(7, 3, 0, 0)
+    got = generate_videos(policy, first, [prompt], 5, T, 1.0, seed=seed, sde=SdeWindow(*window, 0.7, "sde"))
+    # the Euler steps round their step size once in fp64 (rollout) or in fp32 (sampling): one level
+    assert np.abs(got.astype(int) - r.videos.astype(int)).max() <= 1
+    assert np.array_equal(got[:, 0], first)
+    ode = generate_videos(policy, first, [prompt], 5, T, 1.0, seed=seed)
+    assert not np.array_equal(got, ode)  # the window's noise changed the video
+    again = generate_videos(policy, first, [prompt], 5, T, 1.0, seed=seed, sde=SdeWindow(*window, 0.7, "sde"))
+    assert np.array_equal(got, again)
+    with pytest.raises(ValueError, match=r"0 <= start < end <= 4"):
+        generate_videos(policy, first, [prompt], 5, T, 1.0, sde=SdeWindow(2, 5))
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        generate_videos(policy, first, [prompt], 5, T, 1.0, sde=SdeWindow(0, 2, 0.0))
+    assert torch.is_grad_enabled()  # sampling does not leak no_grad
+
+
+def test_eval_with_an_sde_window_reports_its_sampler(checkpoint, tmp_path, capsys):
+    out = tmp_path / "sde.json"
+    assert run_eval(checkpoint, out, "--n", "3", "--sde-window", "0", "1", "--eta", "0.5") == 0
+    r = json.loads(out.read_text())
+    assert r["sampling"]["sampler"] == {"sde_window": [0, 1], "eta": 0.5, "mode": "sde"}
+    assert 0.0 <= r["success_rate"] <= 1.0 and r["n"] == 3
+    plain = tmp_path / "ode.json"
+    assert run_eval(checkpoint, plain, "--n", "3") == 0
+    assert json.loads(plain.read_text())["sampling"]["sampler"] == "ode"
+    capsys.readouterr()
+    for bad, msg in (
+        (["--sde-window", "1", "1"], "--sde-window/--eta: the SDE window must be"),
+        (["--sde-window", "0", "3"], "0 <= start < end <= 2"),  # the checkpoint samples 2 steps
+        (["--sde-window", "0", "1", "--eta", "0"], "eta must be > 0"),
+        (["--eta", "0.5"], "--eta and --mode set the SDE steps of --sde-window"),
+    ):
+        assert run_eval(checkpoint, tmp_path / "bad.json", "--n", "2", *bad) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()

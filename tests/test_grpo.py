@@ -20,6 +20,7 @@ from vrlvr.config import load_config
 from vrlvr.models.configs import TinyPixelConfig
 from vrlvr.models.schedule import flow_sigmas
 from vrlvr.models.tiny import TinyPixelPolicy
+from vrlvr.ops.sde_reference import step_mean_std
 from vrlvr.tasks.base import Verdict
 from vrlvr.tasks.maze import MazeTask
 from vrlvr.train.data import VideoSpec
@@ -171,11 +172,20 @@ def test_shared_start_seed_is_apart_from_every_rollout_seed():
     assert len(starts) == 9 and not starts & rollouts
 
 
-def test_window_logp_matches_a_rescore_and_the_first_ratio_is_exactly_one(tiny_init, tmp_path):
-    cfg, policy, ref, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.beta=0.1")
+@pytest.mark.parametrize("block", [1, 4])
+def test_window_logp_matches_a_rescore_and_the_first_ratio_is_exactly_one(tiny_init, tmp_path, block):
+    cfg, policy, ref, (bucket,) = _bucket_and_policy(
+        tiny_init, tmp_path, "grpo.beta=0.1", f"grpo.noise_block={block}"
+    )
     sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
     start, end = cfg.window()
-    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4, noise_block=block)
+    if block > 1:  # the SDE moved x_1 off its mean by one value per 4 x 4 block (28 x 28 frames)
+        x0, x1 = r.states[0], r.states[1]
+        v = policy.velocity(torch.cat([r.cond, x0], dim=2), sigmas[start].expand(8), r.prompt_embeds, r.cond)
+        mean, _ = step_mean_std(x0, v[:, :, 1:], float(sigmas[0]), float(sigmas[1]), eta=0.7, mode="sde")
+        d = (x1 - mean).reshape(8, 3, 2, 7, 4, 7, 4)
+        torch.testing.assert_close(d, d[:, :, :, :, :1, :, :1].expand_as(d), rtol=0, atol=1e-5)
     rewards = torch.tensor([[0.1, 0.9, 0.4, 0.2], [0.5, 0.6, 0.5, 0.8]], dtype=torch.float64)
     adv, keep = group_advantages(rewards, 5.0)
     stats = torch.zeros(6, dtype=torch.float64)
@@ -187,22 +197,34 @@ def test_window_logp_matches_a_rescore_and_the_first_ratio_is_exactly_one(tiny_i
 
 
 # --- the loss and gradient against a plain-torch reference ---------------------------------
-def _reference_logp(x, v, x_next, sigma, sigma_next, eta, sigma_max):
-    """Flow-GRPO's SDE step density, written out in plain torch (fp64)."""
+def _blocks(t, k):
+    """[B, C, f, h, w] -> the k x k block sums / k (h, w multiples of k): the block coefficients."""
+    B, C, f, h, w = t.shape
+    return t.reshape(B, C, f, h // k, k, w // k, k).sum(dim=(4, 6)) / k
+
+
+def _reference_logp(x, v, x_next, sigma, sigma_next, eta, sigma_max, block=1):
+    """Flow-GRPO's SDE step density, written out in plain torch (fp64); for block k > 1, the
+    density of the block coefficients, per latent element. Returns (logp, mean, s) where mean is
+    that of what is scored (the block coefficients of the step mean for k > 1)."""
     x, v, x_next = x.double(), v.double(), x_next.double()
     dt = sigma_next - sigma
     denom = 1 - (sigma_max if sigma == 1 else sigma)
     std = eta * math.sqrt(sigma / denom)
     mean = x * (1 + std**2 / (2 * sigma) * dt) + v * (1 + std**2 * (1 - sigma) / (2 * sigma)) * dt
     s = std * math.sqrt(-dt)
+    if block > 1:
+        mean, x_next = _blocks(mean, block), _blocks(x_next, block)
     lp = -((x_next - mean) ** 2) / (2 * s**2) - math.log(s) - math.log(math.sqrt(2 * math.pi))
-    return lp.flatten(1).mean(1), mean, s
+    return lp.flatten(1).mean(1) / block**2, mean, s
 
 
-def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path):
-    """Two groups, LoRA with non-zero B (so the KL term is live), beta > 0, one group partly clipped."""
+@pytest.mark.parametrize("block", [1, 4])
+def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path, block):
+    """Two groups, LoRA with non-zero B (so the KL term is live), beta > 0, one group partly clipped;
+    per-element noise and noise per 4 x 4 block (the density of the block coefficients)."""
     cfg, policy, ref, (bucket,) = _bucket_and_policy(
-        tiny_init, tmp_path, "grpo.beta=0.3", "grpo.clip_range=0.05"
+        tiny_init, tmp_path, "grpo.beta=0.3", "grpo.clip_range=0.05", f"grpo.noise_block={block}"
     )
     assert ref is None  # LoRA: the reference is the same transformer with adapters off
     torch.manual_seed(1)
@@ -212,7 +234,7 @@ def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_p
                 p.normal_(0, 0.05)
     sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
     start, end = cfg.window()
-    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4, noise_block=block)
     # pretend the rollout came from an older policy: shifts the ratios off 1 so clipping acts
     r.logp = r.logp + torch.linspace(-0.3, 0.3, r.logp.numel()).view_as(r.logp)
     rewards = torch.tensor([[0.1, 0.9, 0.4, 0.2], [0.5, 0.6, 0.5, 0.8]], dtype=torch.float64)
@@ -239,9 +261,9 @@ def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_p
             v = policy.velocity(x_full, sg, r.prompt_embeds[n : n + 1], r.cond[n : n + 1])[:, :, 1:]
             with torch.no_grad(), policy.adapters_disabled():
                 v_ref = policy.velocity(x_full, sg, r.prompt_embeds[n : n + 1], r.cond[n : n + 1])[:, :, 1:]
-            lp, mean, s = _reference_logp(xk, v, xk1, sig[k], sig[k + 1], 0.7, sig[1])
-            _, mean_ref, _ = _reference_logp(xk, v_ref, xk1, sig[k], sig[k + 1], 0.7, sig[1])
-            kl = ((mean - mean_ref) ** 2).flatten(1).mean(1) / (2 * s**2)
+            lp, mean, s = _reference_logp(xk, v, xk1, sig[k], sig[k + 1], 0.7, sig[1], block)
+            _, mean_ref, _ = _reference_logp(xk, v_ref, xk1, sig[k], sig[k + 1], 0.7, sig[1], block)
+            kl = ((mean - mean_ref) ** 2).flatten(1).mean(1) / (2 * s**2) / block**2
             ratio = torch.exp(lp - r.logp[n, k - start].double())
             surrogate = torch.maximum(-a * ratio, -a * ratio.clamp(1 - 0.05, 1 + 0.05))
             total = total + (surrogate + 0.3 * kl).sum()
@@ -433,6 +455,7 @@ def test_init_from_an_adapted_policy_merges_its_adapter(tiny_init, tmp_path):
         ("data.task=[maze,maze]", "twice"),
         ("data.dir=/tmp", "data.dir"),
         ("data.pool=-1", "data.pool"),
+        ("grpo.noise_block=0", "grpo.noise_block"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(tiny_init, tmp_path, override, message):

@@ -25,7 +25,8 @@ def checkpoint(tmp_path_factory, tiny_model):
     return out / "final"
 
 
-def test_profile_matches_rollouts_made_by_hand(checkpoint):
+@pytest.mark.parametrize("block", [1, 4])
+def test_profile_matches_rollouts_made_by_hand(checkpoint, block):
     """The reference: the trainer's rollout with the window [k, k + 1) and a shared start, verified,
     and the within-group statistics computed directly."""
     maze = tasks.get("maze")
@@ -34,7 +35,17 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint):
     puzzles, _ = eval_puzzles(maze, [7], 3, 100000)
     G, T = 3, 3
     rows = noise_profile(
-        policy, maze, puzzles, video, T, 1.0, group_size=G, seed=5, batch_size=4, progress=False
+        policy,
+        maze,
+        puzzles,
+        video,
+        T,
+        1.0,
+        group_size=G,
+        seed=5,
+        batch_size=4,
+        progress=False,
+        noise_block=block,
     )
     assert [r["step"] for r in rows] == [0, 1, 2]
     assert rows[0]["sigma"] == pytest.approx(1.0)
@@ -45,7 +56,7 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint):
         for i, p in enumerate(puzzles):  # one puzzle at a time: the batch layout must not matter
             bucket = GroupBucket(maze, [p.seed], [p.puzzle], [0], first[i : i + 1], [maze.prompt(p.puzzle)])
             r = sample_rollouts(
-                policy, bucket, G, 5, flow_sigmas(T, 1.0), (k, k + 1), 0.7, "sde", 5, 0, G, True
+                policy, bucket, G, 5, flow_sigmas(T, 1.0), (k, k + 1), 0.7, "sde", 5, 0, G, True, block
             )
             vs = verify_group(maze, [p.puzzle] * G, r.videos, 0)
             succ.append([float(v.success) for v in vs])
@@ -56,7 +67,17 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint):
         assert rows[k]["f1_std"] == pytest.approx(f1.std(1).mean(), abs=1e-9)
     # only the chosen steps
     again = noise_profile(
-        policy, maze, puzzles, video, T, 1.0, group_size=G, seed=5, steps=[2], progress=False
+        policy,
+        maze,
+        puzzles,
+        video,
+        T,
+        1.0,
+        group_size=G,
+        seed=5,
+        steps=[2],
+        progress=False,
+        noise_block=block,
     )
     assert again == [rows[2]]
 
@@ -75,15 +96,36 @@ def test_window_command_writes_the_profile(checkpoint, tmp_path, capsys):
     out = tmp_path / "profile.json"
     args = ["window", "--checkpoint", str(checkpoint), "--n", "2", "--group", "2", "--seed", "100000"]
     assert (
-        main([*args, "--profile-steps", "0", "2", "--json", str(out), "--no-progress", "--threads", "1"]) == 0
+        main(
+            [
+                *args,
+                "--profile-steps",
+                "0",
+                "2",
+                "--json",
+                str(out),
+                "--no-progress",
+                "--threads",
+                "1",
+                "--noise-block",
+                "4",
+            ]
+        )
+        == 0
     )
     report = json.loads(out.read_text())
-    assert report["task"] == "maze" and report["n"] == 2 and report["group"] == 2
+    assert (
+        report["task"] == "maze" and report["n"] == 2 and report["group"] == 2 and report["noise_block"] == 4
+    )
     assert [r["step"] for r in report["profile"]] == [0, 2]
     for r in report["profile"]:
         assert 0 <= r["groups_varying"] <= 1 and r["success_std"] >= 0
     assert "groups varying" in capsys.readouterr().err
-    for bad, msg in ((["--group", "1"], "--group must be >= 2"), (["--eta", "0"], "--eta must be > 0")):
+    for bad, msg in (
+        (["--group", "1"], "--group must be >= 2"),
+        (["--eta", "0"], "--eta must be > 0"),
+        (["--noise-block", "0"], "--noise-block must be >= 1"),
+    ):
         assert main(["window", "--checkpoint", str(checkpoint), "--n", "2", *bad, "--no-progress"]) != 0
         assert f"vrlvr window: error: {msg}" in capsys.readouterr().err
     # puzzles the checkpoint never held out (another size): refused in one line, nothing generated

@@ -59,7 +59,25 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
         timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert f"| {ck} |" in res.stdout
+    assert f"| {ck} |" in res.stdout and "Sampled with Euler sampling" in res.stdout
+    # ... and under the run's own rollout sampler (its SDE window): other videos, the same table
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--score",
+            str(ck),
+            "--rollout-sampler",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"| {ck} |" in res.stdout and "rollout sampler (SDE window)" in res.stdout
     res = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--score", str(tmp_path)],
         capture_output=True,

@@ -295,11 +295,12 @@ def resolved_puzzles(s: dict, args: argparse.Namespace) -> tuple[list, dict]:
 
 
 def evaluate_resolved(
-    s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False, samples: int = 1
+    s: dict, args: argparse.Namespace, puzzles: list, keep_videos: bool = False, samples: int = 1, sde=None
 ):
     """``vrlvr.train.evaluate.evaluate_samples`` with the settings ``resolve`` gave and the command
     line's batch size, seed and progress flag, after one work estimate for all the videos ->
-    (metrics pooled over samples x puzzles, records [samples][n puzzles])."""
+    (metrics pooled over samples x puzzles, records [samples][n puzzles]). ``sde``: an SdeWindow
+    (vrlvr.models.sampling) to sample with, None for Euler steps."""
     from vrlvr.train.evaluate import evaluate_samples, summarise
 
     check_work(s, args, samples * len(puzzles), f"vrlvr {getattr(args, 'command', None) or 'eval'}")
@@ -316,5 +317,6 @@ def evaluate_resolved(
         theme=s["theme"],
         progress=not args.no_progress,
         keep_videos=keep_videos,
+        sde=sde,
     )
     return summarise([r for recs in records for r in recs]), records

@@ -15,6 +15,11 @@ printed beside the model on stderr.
 all K x n videos, and ``pass_at_k`` is the share of puzzles solved at least once. Beside the mean
 success it shows the headroom for sharpening: solutions the model finds sometimes but not on its
 first try.
+
+``--sde-window A B`` samples as the SDE-GRPO trainer rolls out: SDE steps (``--eta``, ``--mode``)
+on sampling steps [A, B), Euler steps elsewhere, so a policy can be scored under the sampler it
+was trained with (the default, Euler steps only, is the deterministic sampler every other number
+uses).
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="videos per puzzle, each with its own noise: metrics pool them; pass_at_k is reported",
     )
+    parser.add_argument(
+        "--sde-window",
+        type=int,
+        nargs=2,
+        metavar=("START", "END"),
+        help="sample with SDE steps on sampling steps [START, END) and Euler steps elsewhere (the "
+        "trainer's rollout sampler; default: Euler steps only)",
+    )
+    parser.add_argument("--eta", type=float, help="SDE noise level with --sde-window (default 0.7)")
+    parser.add_argument(
+        "--mode", choices=["sde", "dance", "cps"], help="SDE formulation with --sde-window (default sde)"
+    )
 
 
 def pass_at_k(records: list[list[dict]]) -> float:
@@ -55,9 +72,20 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    if not args.sde_window and (args.eta is not None or args.mode is not None):
+        raise ValueError("--eta and --mode set the SDE steps of --sde-window START END; give the window too")
     if args.json:
         check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
+    sde = None
+    if args.sde_window:
+        from vrlvr.models.sampling import SdeWindow
+
+        try:
+            eta = 0.7 if args.eta is None else args.eta
+            sde = SdeWindow(*args.sde_window, eta, args.mode or "sde").check(s["steps"])
+        except ValueError as e:
+            raise ValueError(f"--sde-window/--eta: {e}") from None
     task = s["task"]
     puzzles, stats = resolved_puzzles(s, args)
     if len(puzzles) < args.n:
@@ -65,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
             f"vrlvr eval: {len(puzzles)} distinct held-out puzzles available of {args.n} requested",
             file=sys.stderr,
         )
-    metrics, records = evaluate_resolved(s, args, puzzles, samples=args.samples)  # pooled: K x n videos
+    # pooled: K x n videos
+    metrics, records = evaluate_resolved(s, args, puzzles, samples=args.samples, sde=sde)
     # trivial baselines (held still, flood, the best cheap hack) on the same puzzles and frames
     from vrlvr.train.evaluate import BASELINE_KEYS, evaluate_baselines
 
@@ -88,7 +117,14 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "options": s["options"],  # the generator's difficulty options the puzzles were drawn with
         "checkpoint": str(s["folder"]),
-        "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["video"].num_frames},
+        "sampling": {
+            "steps": s["steps"],
+            "shift": s["shift"],
+            "num_frames": s["video"].num_frames,
+            "sampler": "ode"
+            if sde is None
+            else {"sde_window": [sde.start, sde.end], "eta": sde.eta, "mode": sde.mode},
+        },
         "seconds": round(time.time() - t0, 2),
     }
     text = json.dumps(report, indent=2)

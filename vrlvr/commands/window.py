@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode", default="sde", choices=["sde", "dance", "cps"], help="SDE formulation (sampling.mode)"
     )
     parser.add_argument(
+        "--noise-block",
+        type=int,
+        default=1,
+        metavar="K",
+        help="SDE noise per K x K block of latent pixels (the trainer's grpo.noise_block; 1: per element)",
+    )
+    parser.add_argument(
         "--profile-steps", type=int, nargs="+", metavar="K", help="sampling steps to profile (default: all)"
     )
     parser.add_argument("--json", metavar="PATH", help="write the profile here (always printed too)")
@@ -49,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--group must be >= 2 (a spread needs two rollouts), got {args.group}")
     if args.eta <= 0:
         raise ValueError(f"--eta must be > 0 (eta 0 injects no noise), got {args.eta}")
+    if args.noise_block < 1:
+        raise ValueError(f"--noise-block must be >= 1 (1: per-element noise), got {args.noise_block}")
     if args.json:
         check_writable(args.json, "--json")
     s = resolve(args)
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         steps=steps,
         progress=not args.no_progress,
+        noise_block=args.noise_block,
     )
     report = {
         "task": task.name,
@@ -79,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "group": args.group,
         "eta": args.eta,
         "mode": args.mode,
+        "noise_block": args.noise_block,
         "sampling": {"steps": s["steps"], "shift": s["shift"], "num_frames": s["video"].num_frames},
         "options": s["options"],
         "profile": rows,
@@ -88,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_atomic(args.json, text + "\n")
     print(text)
+    per_block = f", per {args.noise_block}x{args.noise_block} block" if args.noise_block > 1 else ""
     lines = [
         f"vrlvr window: {task.name}, {len(puzzles)} puzzles x {args.group} rollouts sharing a start, "
-        f"SDE noise (eta {args.eta}) at one step",
+        f"SDE noise (eta {args.eta}{per_block}) at one step",
         "  step  sigma  success  groups varying  success std  reward std  F1 std",
     ]
     for r in rows:

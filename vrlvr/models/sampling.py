@@ -9,12 +9,15 @@ The loop is exposed step by step so an SDE-GRPO trainer can swap the Euler updat
         x = euler_step(x, v, sigmas[i], sigmas[i + 1])       # or an SDE step (frames 1.. only)
 
 ``sample_latents`` runs that loop with a pluggable ``step_fn``; ``generate_videos`` goes from
-first frames and prompts to uint8 videos.
+first frames and prompts to uint8 videos, by default with Euler steps only (the deterministic
+sampler evaluation uses), or with ``sde=SdeWindow(start, end, eta, mode)``: SDE steps on the
+window [start, end) and Euler steps elsewhere, the sampler an SDE-GRPO trainer rolls out with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +26,14 @@ from tqdm.auto import tqdm
 from vrlvr.models.conditioning import apply_condition
 from vrlvr.models.schedule import flow_sigmas
 
-__all__ = ["initial_latents", "euler_step", "sample_latents", "generate_videos"]
+__all__ = [
+    "SdeWindow",
+    "initial_latents",
+    "euler_step",
+    "sde_window_step",
+    "sample_latents",
+    "generate_videos",
+]
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -41,6 +51,54 @@ def initial_latents(
 def euler_step(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, i: int = 0):
     """ODE step x' = x + (sigma' - sigma) v (v is zero on frame 0, so frame 0 stays exactly)."""
     return x + (sigma_next - sigma) * v
+
+
+class SdeWindow(NamedTuple):
+    """SDE steps on sampling steps [start, end) (``vrlvr.ops.sde_step``, noise level ``eta``, SDE
+    ``mode``), Euler steps elsewhere: the rollout sampler of SDE-GRPO (``grpo.sde_window``,
+    ``sampling.eta``, ``sampling.mode``)."""
+
+    start: int
+    end: int
+    eta: float = 0.7
+    mode: str = "sde"
+
+    def check(self, num_steps: int) -> SdeWindow:
+        if not 0 <= self.start < self.end <= num_steps:
+            raise ValueError(
+                f"the SDE window must be [start, end) with 0 <= start < end <= {num_steps} sampling steps, "
+                f"got [{self.start}, {self.end})"
+            )
+        if not self.eta > 0:
+            raise ValueError(f"the SDE eta must be > 0 (eta 0 draws no noise), got {self.eta}")
+        if self.mode not in ("sde", "dance", "cps"):
+            raise ValueError(f"the SDE mode must be sde, dance or cps, got {self.mode!r}")
+        return self
+
+
+def sde_window_step(window: SdeWindow, generator: torch.Generator | None) -> StepFn:
+    """A ``step_fn`` for ``sample_latents``: inside the window an SDE step of the generated frames
+    1.. (frame 0, the condition, is never stepped), noise drawn from ``generator`` on the CPU;
+    outside it an Euler step."""
+    from vrlvr.ops import sde_step
+
+    def step(x, v, sigma, sigma_next, i):
+        if not window.start <= i < window.end:
+            return euler_step(x, v, sigma, sigma_next, i)
+        xg = x[:, :, 1:].contiguous()  # [B, C, f - 1, h, w]
+        noise = torch.randn(xg.shape, generator=generator, dtype=xg.dtype).to(xg.device)
+        out = sde_step(
+            xg,
+            v[:, :, 1:].contiguous(),
+            float(sigma),
+            float(sigma_next),
+            noise,
+            eta=window.eta,
+            mode=window.mode,
+        )
+        return torch.cat([x[:, :, :1], out.x_next], dim=2)
+
+    return step
 
 
 @torch.no_grad()
@@ -76,8 +134,10 @@ def generate_videos(
     shift: float = 1.0,
     seed: int = 0,
     progress: bool = False,
+    sde: SdeWindow | None = None,
 ) -> np.ndarray:
-    """first_frames uint8 [B, H, W, 3] + prompts -> videos uint8 [B, num_frames, H, W, 3].
+    """first_frames uint8 [B, H, W, 3] + prompts -> videos uint8 [B, num_frames, H, W, 3]; Euler
+    steps only, or with ``sde`` SDE steps on its window (noise from the same seeded generator).
 
     Frame 0 of every video is its first frame exactly (for VAE policies the decoded frame 0 is
     replaced by the given frame, which is the input, not a prediction)."""
@@ -93,8 +153,9 @@ def generate_videos(
     cond = policy.encode_condition(first_frames)  # [B, C, 1, h, w]
     prompt_embeds = policy.encode_prompts(list(prompts))  # [B, L, D]
     gen = torch.Generator().manual_seed(int(seed))
+    step_fn = euler_step if sde is None else sde_window_step(sde.check(num_steps), gen)
     latents = sample_latents(
-        policy, cond, prompt_embeds, f, flow_sigmas(num_steps, shift), gen, progress=progress
+        policy, cond, prompt_embeds, f, flow_sigmas(num_steps, shift), gen, step_fn, progress=progress
     )
     videos = policy.decode(latents)[:, :num_frames]  # [B, F, H, W, 3]
     videos[:, 0] = first_frames

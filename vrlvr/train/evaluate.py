@@ -90,8 +90,10 @@ def evaluate(
     theme: int | str = 0,
     progress: bool = True,
     keep_videos: bool = False,
+    sde=None,
 ) -> tuple[dict, list]:
-    """-> (metrics, records); records hold per puzzle {seed, size, key, verdict[, video]}."""
+    """-> (metrics, records); records hold per puzzle {seed, size, key, verdict[, video]}.
+    ``sde``: a ``vrlvr.models.sampling.SdeWindow`` to sample as the trainer rolls out (None: Euler)."""
     by_size: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(puzzles):
         by_size[p.size].append(i)
@@ -110,6 +112,7 @@ def evaluate(
                 num_steps,
                 shift,
                 seed=seed + chunk[0].seed,
+                sde=sde,
             )  # [B, F, H, W, 3]
             for c, i, vid, verdict in zip(
                 chunk, idx[b0 : b0 + batch_size], videos, verify_group(task, ps, videos, theme)

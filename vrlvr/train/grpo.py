@@ -12,7 +12,8 @@ One step, for B = ``grpo.prompts_per_step`` puzzles and G = ``grpo.group_size`` 
 4. advantages normalised within each group and clipped to +-adv_clip; groups whose rewards do not
    vary carry no signal and are skipped (counted as ``frac_zero_std``);
 5. for each inner epoch: for every window step k and micro-batch, v_theta(x_k) with the adapters
-   on, ``sde_logprob`` of the recorded x_{k+1}, ratio = exp(logp - logp_old), the clipped PPO loss,
+   on, ``sde_logprob`` of the recorded x_{k+1} (of its block coefficients with ``grpo.noise_block``
+   > 1: vrlvr.train.exploration), ratio = exp(logp - logp_old), the clipped PPO loss,
    plus beta x ``sde_kl`` to v_ref (the same transformer with adapters disabled, no grad); the
    loss is normalised by the global number of contributing samples x window steps, so N processes
    give the gradient of one; backward per micro-batch (memory), one all-reduce of the gradients,
@@ -45,7 +46,6 @@ from tqdm.auto import tqdm
 
 from vrlvr.models.policy import VideoPolicy, load_policy, resolve_checkpoint
 from vrlvr.models.schedule import flow_sigmas
-from vrlvr.ops import sde_kl, sde_logprob
 from vrlvr.train.checkpoint import (
     atomic_write_text,
     load_train_state,
@@ -79,6 +79,7 @@ from vrlvr.train.evaluate import (
     loose_success,
     verify_group,
 )
+from vrlvr.train.exploration import step_kl, step_logprob
 from vrlvr.train.grpo_config import FROZEN_ON_RESUME, GRPOConfig
 from vrlvr.train.logger import MetricsLogger, plot_curves
 from vrlvr.train.rollout import GroupBucket, RolloutBatch, sample_rollouts
@@ -510,6 +511,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
                     step,
                     g_cfg.micro_batch,
                     shared_start=g_cfg.shared_start,
+                    noise_block=g_cfg.noise_block,
                 )
                 for b in round_buckets
             ]
@@ -718,7 +720,9 @@ def backward_grpo_loss(
             xk = r.states[k - start][rows]  # [m, C, f - 1, h, w]
             xk1 = r.states[k + 1 - start][rows]
             v = policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)[:, :, 1:]
-            logp = sde_logprob(xk, v, xk1, sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode)  # [m]
+            logp = step_logprob(
+                xk, v, xk1, sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode, block=g_cfg.noise_block
+            )  # [m]
             pg, ratio = ppo_loss(logp, r.logp[rows, k - start].to(device), a, g_cfg.clip_range)
             loss = pg
             kl = torch.zeros_like(pg)
@@ -735,7 +739,15 @@ def backward_grpo_loss(
                         with policy.adapters_disabled():
                             v_ref = policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)
                 v_kl = v.detach() if watch else v
-                kl = sde_kl(v_kl, v_ref[:, :, 1:], sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode)
+                kl = step_kl(
+                    v_kl,
+                    v_ref[:, :, 1:],
+                    sig[k],
+                    sig[k + 1],
+                    eta=s_cfg.eta,
+                    mode=s_cfg.mode,
+                    block=g_cfg.noise_block,
+                )
                 if watch:
                     kl = kl.detach() * (end - start)
                 else:

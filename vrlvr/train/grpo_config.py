@@ -175,6 +175,16 @@ class GRPOSettings:
             "whose log-probs are trained, rather than starting points no update can credit"
         },
     )
+    noise_block: int = field(
+        default=1,
+        metadata={
+            "help": "SDE noise drawn once per noise_block x noise_block latent pixels (per channel and "
+            "frame), spread over the block with the std per-element noise has in that direction; log-probs "
+            "and the KL are those of the block coefficients (vrlvr.train.exploration). 1: Flow-GRPO's "
+            "per-element noise; data.cell_px on a tiny-pixel model: one draw per puzzle cell (measured: "
+            "no gain, README)"
+        },
+    )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
     micro_batch: int = field(
         default=8, metadata={"help": "samples per forward/backward (bounds memory; rollouts too)"}
@@ -278,6 +288,10 @@ class GRPOConfig:
             )
         if self.data.pool < 0:
             raise ValueError(f"data.pool must be >= 0 (0: an endless stream), got {self.data.pool}")
+        if isinstance(g.noise_block, bool) or not isinstance(g.noise_block, int) or g.noise_block < 1:
+            raise ValueError(
+                f"grpo.noise_block must be an integer >= 1 (1: per-element noise), got {g.noise_block!r}"
+            )
         if g.resample_rounds < 0:
             raise ValueError(f"grpo.resample_rounds must be >= 0 (0: off), got {g.resample_rounds}")
         if g.prompts_per_step < 1 or g.micro_batch < 1 or g.inner_epochs < 1:

@@ -46,9 +46,11 @@ def noise_profile(
     batch_size: int = 32,
     steps: list[int] | None = None,
     progress: bool = True,
+    noise_block: int = 1,
 ) -> list[dict]:
     """Per sampling step (all T, or ``steps``): outcome spread within groups of ``group_size`` rollouts
-    that share their start and take SDE noise at that step only (see the module docstring)."""
+    that share their start and take SDE noise at that step only (see the module docstring).
+    ``noise_block``: the trainer's ``grpo.noise_block`` (noise per k x k block of latent pixels)."""
     if group_size < 2:
         raise ValueError(f"group_size must be >= 2 (a spread needs two rollouts), got {group_size}")
     todo = list(range(num_steps)) if steps is None else [int(k) for k in steps]
@@ -94,6 +96,7 @@ def noise_profile(
                 0,
                 batch_size,
                 shared_start=True,
+                noise_block=noise_block,
             )
             verdicts = verify_group(task, [p for p in ps for _ in range(group_size)], r.videos, theme)
             rows = np.array(chunk)

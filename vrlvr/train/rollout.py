@@ -26,6 +26,7 @@ import torch
 
 from vrlvr.models.conditioning import apply_condition
 from vrlvr.ops import sde_step
+from vrlvr.train.exploration import block_noise, step_logprob
 
 __all__ = ["rollout_seed", "start_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
 
@@ -82,10 +83,13 @@ def sample_rollouts(
     step: int,
     micro_batch: int,
     shared_start: bool = False,
+    noise_block: int = 1,
 ) -> RolloutBatch:
     """Generate ``group_size`` videos per puzzle of the bucket, in chunks of ``micro_batch`` videos
     (the trainer re-scores in the same chunks, so the first PPO ratio is exactly 1 on CPU fp32).
-    ``shared_start``: a puzzle's rollouts share their initial noise (see the module docstring)."""
+    ``shared_start``: a puzzle's rollouts share their initial noise (see the module docstring).
+    ``noise_block``: the window's SDE noise is drawn per k x k block of latent pixels and the logp
+    is that of the block coefficients (vrlvr.train.exploration); 1 is per-element noise."""
     G = group_size
     start, end = window
     first = bucket.first_frames
@@ -132,10 +136,18 @@ def sample_rollouts(
                 xg = x[:, :, 1:].contiguous()  # [B, C, f - 1, h, w]: generated frames only
                 if i == start:
                     states[0].append(xg)
-                eps = torch.stack([torch.randn(xg.shape[1:], generator=g) for g in gs]).to(device)
-                out = sde_step(xg, v[:, :, 1:].contiguous(), sig[i], sig[i + 1], eps, eta=eta, mode=mode)
+                vg = v[:, :, 1:].contiguous()
+                eps = block_noise(gs, tuple(xg.shape[1:]), noise_block).to(device)  # [B, C, f - 1, h, w]
+                out = sde_step(xg, vg, sig[i], sig[i + 1], eps, eta=eta, mode=mode)
                 states[i + 1 - start].append(out.x_next)
-                lp.append(out.logp)
+                if noise_block == 1:
+                    lp.append(out.logp)
+                else:  # the fused op scores every element; the action is the block coefficients
+                    lp.append(
+                        step_logprob(
+                            xg, vg, out.x_next, sig[i], sig[i + 1], eta=eta, mode=mode, block=noise_block
+                        )
+                    )
                 x = torch.cat([cb, out.x_next], dim=2)
             else:
                 x = x + (sig[i + 1] - sig[i]) * v  # Euler; v is exactly 0 on frame 0
