@@ -2,6 +2,7 @@
 share their start and take SDE noise at that step only."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -34,7 +35,8 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint, block):
     video = VideoSpec(5, 4)
     puzzles, _ = eval_puzzles(maze, [7], 3, 100000)
     G, T = 3, 3
-    rows = noise_profile(
+    profile = partial(
+        noise_profile,
         policy,
         maze,
         puzzles,
@@ -43,10 +45,10 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint, block):
         1.0,
         group_size=G,
         seed=5,
-        batch_size=4,
         progress=False,
         noise_block=block,
     )
+    rows = profile(batch_size=4)
     assert [r["step"] for r in rows] == [0, 1, 2]
     assert rows[0]["sigma"] == pytest.approx(1.0)
     ps = [p.puzzle for p in puzzles]
@@ -66,19 +68,7 @@ def test_profile_matches_rollouts_made_by_hand(checkpoint, block):
         assert rows[k]["groups_varying"] == pytest.approx(np.mean(succ.std(1) > 0))
         assert rows[k]["f1_std"] == pytest.approx(f1.std(1).mean(), abs=1e-9)
     # only the chosen steps
-    again = noise_profile(
-        policy,
-        maze,
-        puzzles,
-        video,
-        T,
-        1.0,
-        group_size=G,
-        seed=5,
-        steps=[2],
-        progress=False,
-        noise_block=block,
-    )
+    again = profile(steps=[2])
     assert again == [rows[2]]
 
 

@@ -27,6 +27,7 @@ from vrlvr.models.conditioning import apply_condition
 from vrlvr.models.schedule import flow_sigmas
 
 __all__ = [
+    "SDE_MODES",
     "SdeWindow",
     "initial_latents",
     "euler_step",
@@ -34,6 +35,9 @@ __all__ = [
     "sample_latents",
     "generate_videos",
 ]
+
+#: the SDE formulations of vrlvr.ops.sde_step that draw noise (its "ode" mode does not)
+SDE_MODES = ("sde", "dance", "cps")
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -64,15 +68,17 @@ class SdeWindow(NamedTuple):
     mode: str = "sde"
 
     def check(self, num_steps: int) -> SdeWindow:
+        """The window within the num_steps sampling steps; mode and eta as the SDE op checks them."""
+        from vrlvr.ops.sde_args import check_eta
+
         if not 0 <= self.start < self.end <= num_steps:
             raise ValueError(
                 f"the SDE window must be [start, end) with 0 <= start < end <= {num_steps} sampling steps, "
                 f"got [{self.start}, {self.end})"
             )
-        if not self.eta > 0:
-            raise ValueError(f"the SDE eta must be > 0 (eta 0 draws no noise), got {self.eta}")
-        if self.mode not in ("sde", "dance", "cps"):
-            raise ValueError(f"the SDE mode must be sde, dance or cps, got {self.mode!r}")
+        if self.mode not in SDE_MODES:  # the op's "ode" draws no noise: not an SDE window
+            raise ValueError(f"the SDE mode must be one of {', '.join(SDE_MODES)}, got {self.mode!r}")
+        check_eta(self.eta, self.mode)
         return self
 
 
