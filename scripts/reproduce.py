@@ -1,6 +1,6 @@
 """Reproduce the VideoRLVR paper's findings at CPU scale, from the shipped tiny checkpoints.
 
-    python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack]
+    python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack] [--seeds 3]
     python scripts/reproduce.py --score runs/NAME/final [runs/NAME/checkpoints/step_N ...] [--rollout-sampler]
 
 Experiments (every number on held-out puzzles, canonical keys never trained on in SFT or RL, with
@@ -8,7 +8,9 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
 
 - ``table1`` (paper Table 1): the SFT checkpoint vs the RL policy that `vrlvr-train` makes from it
   with configs/<task>-tiny.yaml, for maze, flowfree and sokoban: success, loose success,
-  precision, recall, F1, reward, and the paired gain RL - SFT with its interval;
+  precision, recall, F1, reward, and the paired gain RL - SFT with its interval; for the
+  ``--seed-tasks`` (maze) the recipe is trained with ``--seeds`` (3) training seeds and the gain is
+  also given per seed and over seeds, with an interval over seeds and puzzles;
 - ``table4`` (paper Table 4, maze): the SDE window on the first half of the sampling steps vs all
   of them, otherwise the shipped recipe with TABLE4_STEPS updates each: median step time ratio,
   final success and their paired difference;
@@ -43,6 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 4  # videos per held-out puzzle in the full run (each with its own noise)
+PUZZLES, QUICK_PUZZLES = 96, 2  # held-out puzzles every policy is scored on (full run, --quick)
 METRICS = ("success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward")
 QUICK = [
     "optim.steps=2",
@@ -210,21 +213,23 @@ def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, 
     return memo[key]
 
 
-def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
+def heldout_set(run: Path, args):
+    """(task, puzzles, video, config) a run's policies are scored on: the first PUZZLES of the run's
+    held-out puzzles. They depend only on the config's heldout seed and data and the starting
+    checkpoint's held-out keys (not on the run's own eval settings), so every run of a task (any
+    training seed, any recipe) is scored on the same puzzles as its SFT checkpoint."""
     import yaml
 
     from vrlvr import tasks
     from vrlvr.config import build_config
-    from vrlvr.models import load_policy
     from vrlvr.train.data import VideoSpec, eval_puzzles, read_heldout
-    from vrlvr.train.evaluate import evaluate_baselines
     from vrlvr.train.grpo_config import GRPOConfig
 
     cfg = build_config(GRPOConfig, yaml.safe_load((run / "config.yaml").read_text()))
     name = cfg.data.tasks[0]
     task = tasks.get(name)
     allowed = set(read_heldout(run, name)["keys"])
-    n = cfg.eval.n if args.quick else max(cfg.eval.n, 96)
+    n = QUICK_PUZZLES if args.quick else PUZZLES
     puzzles, _ = eval_puzzles(
         task,
         cfg.data.sizes_for(name),
@@ -234,6 +239,14 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
         options=cfg.data.options_for(name),
     )
     video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px, cfg.data.height, cfg.data.width)
+    return task, puzzles, video, cfg
+
+
+def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
+    from vrlvr.models import load_policy
+    from vrlvr.train.evaluate import evaluate_baselines
+
+    task, puzzles, video, cfg = heldout_set(run, args)
     policy = load_policy(checkpoint).eval()
     samples = 1 if args.quick else SAMPLES
     sde = None
@@ -291,10 +304,40 @@ def kind_run(task: str, kind: str, args) -> Path:
     )
 
 
+def seed_runs(task: str, args) -> list[Path]:
+    """Table 1's RL run and, for the ``--seed-tasks``, ``--seeds - 1`` more of the same recipe with the
+    next training seeds (``seed`` = the config's + 1, + 2, ...: another LoRA initialisation, other
+    puzzle draws and noise): the intervals over puzzles of one run do not show how much a rerun of
+    training moves the gain (on maze, more than they say)."""
+    base = int(config_of(task).get("seed", 0))
+    runs = [rl_run(task, args)]
+    for k in range(1, args.seeds if task in args.seed_tasks else 1):
+        config = ROOT / "configs" / f"{task}-tiny.yaml"
+        # eval.n=0: the trainer's own before/after evaluation would only repeat the scoring below
+        runs.append(train(f"{task}-rl-seed{base + k}", config, [f"seed={base + k}", "eval.n=0"], args))
+    return runs
+
+
+def seed_bootstrap(gains: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+    """gains [seeds, puzzles, metrics] (each training seed's paired gain on the same puzzles) -> the
+    mean over seeds and puzzles and its 95% interval from a two-way bootstrap that resamples the
+    training seeds and the puzzles (a crossed design: every seed is scored on every puzzle). The
+    interval counts both spreads: what a rerun of training gives, and which puzzles were drawn."""
+    rng = np.random.default_rng(seed)
+    S, P = gains.shape[:2]
+    si = rng.integers(0, S, size=(reps, S))
+    pi = rng.integers(0, P, size=(reps, P))
+    means = np.nanmean(gains[si[:, :, None], pi[:, None, :]], axis=(1, 2))  # [reps, metrics]
+    lo, hi = np.nanpercentile(means, [2.5, 97.5], axis=0)
+    mean = np.nanmean(gains, axis=(0, 1))
+    return {m: {"mean": float(mean[k]), "ci95": [float(lo[k]), float(hi[k])]} for k, m in enumerate(METRICS)}
+
+
 def exp_table1(args) -> dict:
     out = {}
     for task in args.tasks:
-        run = rl_run(task, args)
+        runs = seed_runs(task, args)
+        run = runs[0]
         sft_vals, baselines = held_out_eval(f"{task}-tiny", run, args)
         rl_vals, _ = held_out_eval(run / "final", run, args)
         out[task] = {
@@ -309,7 +352,21 @@ def exp_table1(args) -> dict:
             "per_puzzle": {"metrics": list(METRICS), "sft": stored(sft_vals), "rl": stored(rl_vals)},
             "measured": provenance(run),
         }
-        curves(run, args)
+        if len(runs) > 1:
+            keys = [p.key for p in heldout_set(run, args)[1]]
+            for other in runs[1:]:  # the pairing below needs the very same puzzles
+                if [p.key for p in heldout_set(other, args)[1]] != keys:
+                    raise SystemExit(f"[reproduce] {other.name} is scored on other puzzles than {run.name}")
+            seed_vals = [rl_vals] + [held_out_eval(r / "final", r, args)[0] for r in runs[1:]]
+            gains = np.stack([v - sft_vals for v in seed_vals])  # [seeds, puzzles, metrics]
+            out[task]["seeds"] = {
+                "seeds": [int(config_summary(r)["seed"]) for r in runs],
+                "gain_per_seed": [bootstrap(g) for g in gains],
+                "gain": seed_bootstrap(gains),
+                "per_puzzle_rl": [stored(v) for v in seed_vals[1:]],
+                "measured": provenance(*runs),
+            }
+        curves(run, args)  # the other seeds' curves stay in their run folders
     return out
 
 
@@ -326,6 +383,7 @@ def config_summary(run: Path) -> dict:
         "prompts_x_group": f"{g.get('prompts_per_step')}x{g.get('group_size')}",
         "sde_window": g.get("sde_window"),
         "beta": g.get("beta"),
+        "seed": c.get("seed", 0),
     }
 
 
@@ -496,6 +554,24 @@ def tables(results: dict, quick: bool) -> str:
                 f"| {task} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
             )
         lines += ["", measured_line(results["table1"]), ""]
+        seeded = {t: r["seeds"] for t, r in results["table1"].items() if "seeds" in r}
+        if seeded:
+            lines += [
+                "## Training seeds: the RL gain of table 1's recipe trained again with other seeds "
+                "(points, RL - SFT on the same puzzles)",
+                "",
+                "| task | seeds | success gain per seed | success gain, mean [95% CI over seeds and puzzles] "
+                "| F1 gain per seed | F1 gain, mean [CI] | reward gain per seed | reward gain, mean [CI] |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for task, sd in seeded.items():
+                cells = []
+                for key in ("success_rate", "f1", "mean_reward"):
+                    cells.append(", ".join(f"{100 * g[key]['mean']:+.1f}" for g in sd["gain_per_seed"]))
+                    cells.append(fmt(sd["gain"], key))
+                seeds = ", ".join(str(x) for x in sd["seeds"])
+                lines.append(f"| {task} | {seeds} | " + " | ".join(cells) + " |")
+            lines += ["", measured_line(seeded), ""]
     if "table4" in results:
         t = results["table4"]
         win = t.get("windows", {})
@@ -574,6 +650,21 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", choices=["table1", "table4", "reward", "hack"], help="experiments to run"
     )
     ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="training seeds of table1's RL run for the --seed-tasks: the config's seed and N - 1 more "
+        "(seed + 1, ...), with the gain per seed and over seeds (each costs another training run: maze "
+        "about 12 minutes on 2 cores); 1 = the config's seed only",
+    )
+    ap.add_argument(
+        "--seed-tasks",
+        nargs="*",
+        default=["maze"],
+        help="table1 tasks trained with --seeds seeds (default maze, where RL gains; the others get the "
+        "config's seed only)",
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     ap.add_argument(
         "--reuse",
@@ -603,6 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1, got {args.seeds}")
+    unknown = sorted(set(args.seed_tasks) - {"maze", "flowfree", "sokoban"})
+    if unknown:
+        ap.error(f"--seed-tasks: unknown task(s) {', '.join(unknown)} (maze, flowfree, sokoban)")
     if args.rollout_sampler and not args.score:
         ap.error("--rollout-sampler applies to --score only (the experiments evaluate with Euler sampling)")
     if args.score:

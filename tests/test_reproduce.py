@@ -26,6 +26,13 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     per = maze["per_puzzle"]
     assert len(per["sft"]) == len(per["rl"]) == maze["puzzles"] and len(per["sft"][0]) == len(per["metrics"])
     assert maze["measured"]["commit"]
+    # --seeds (default 3, maze): the recipe trained with the next two seeds, scored on the same puzzles
+    seeds = maze["seeds"]
+    assert seeds["seeds"] == [0, 1, 2] and len(seeds["gain_per_seed"]) == 3
+    assert len(seeds["per_puzzle_rl"]) == 2 and len(seeds["per_puzzle_rl"][0]) == maze["puzzles"]
+    assert seeds["gain_per_seed"][0] == maze["gain"]  # seed 0 is table 1's run
+    for s in (1, 2):
+        assert (tmp_path / "runs" / f"maze-rl-seed{s}" / "final" / "policy.json").is_file()
     t4 = json.loads((tmp_path / "table4.json").read_text())
     assert t4["step_time_ratio"] > 0 and t4["windows"]["first_half"][1] * 2 == t4["windows"]["all_steps"][1]
     reward = json.loads((tmp_path / "reward.json").read_text())
@@ -36,16 +43,19 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert set(hack) == {"default", "paper_no_kl"} and len(hack["default"]["step"]) >= 2
     text = (tmp_path / "results.md").read_text()
     assert "--quick smoke run" in text and "| maze |" in text
+    assert "## Training seeds" in text and "| maze | 0, 1, 2 |" in text
 
     # a rerun of one experiment for some tasks keeps the other tasks' entries; --reuse takes the
     # finished run of the same config instead of training it again (the evaluation is redone)
     (tmp_path / "table1.json").write_text(json.dumps({**t1, "sokoban": t1["maze"]}))
     res = subprocess.run([*cmd, "--only", "table1", "--reuse"], capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "maze-rl: reusing" in res.stderr
+    assert "maze-rl: reusing" in res.stderr and "maze-rl-seed2: reusing" in res.stderr
     again = json.loads((tmp_path / "table1.json").read_text())
     assert again["sokoban"] == t1["maze"] and "per_puzzle" in again["maze"]
     assert set(again["maze"]["measured"]["reused_runs"]) == {"maze-rl"}  # the entry says so
+    reused = set(again["maze"]["seeds"]["measured"]["reused_runs"])
+    assert reused == {"maze-rl", "maze-rl-seed1", "maze-rl-seed2"}
     # the tables still show the experiments not rerun (from their JSON)
     text = (tmp_path / "results.md").read_text()
     assert "## Early-Step Focus" in text and "## Reward hacking" in text and "Where the time goes" in text
@@ -135,3 +145,64 @@ def test_reuse_takes_only_a_finished_run_of_exactly_the_same_config(tmp_path):
     text = (done / "config.yaml").read_text()
     (done / "config.yaml").write_text(text + "no_such_key: 1\n")
     assert not rep.reusable(done, config, overrides)
+
+
+def test_seed_bootstrap_counts_the_spread_between_training_seeds():
+    import numpy as np
+
+    rep = _script()
+    rng = np.random.default_rng(0)
+    M = len(rep.METRICS)
+    puzzles = rng.normal(0.05, 0.2, size=(96, M))  # one run's paired gains per puzzle
+    # three seeds that agree: the interval is about the puzzles' one
+    same = rep.seed_bootstrap(np.stack([puzzles] * 3))
+    one = rep.bootstrap(puzzles)
+    for m in rep.METRICS:
+        assert abs(same[m]["mean"] - one[m]["mean"]) < 1e-12
+        w_same, w_one = np.diff(same[m]["ci95"])[0], np.diff(one[m]["ci95"])[0]
+        assert 0.8 * w_one < w_same < 1.25 * w_one
+    # seeds that disagree by far more than the puzzles do: the mean is theirs, the interval spans them
+    shifted = np.stack([puzzles - 0.3, puzzles, puzzles + 0.6])
+    spread = rep.seed_bootstrap(shifted)
+    for k, m in enumerate(rep.METRICS):
+        assert abs(spread[m]["mean"] - (puzzles[:, k].mean() + 0.1)) < 1e-9
+        lo, hi = spread[m]["ci95"]
+        assert lo < puzzles[:, k].mean() - 0.1 and hi > puzzles[:, k].mean() + 0.3
+        assert np.diff(spread[m]["ci95"])[0] > 3 * np.diff(one[m]["ci95"])[0]
+    # undefined values (precision of an empty painting) are left out, not zeros
+    holes = np.stack([puzzles] * 2)
+    holes[0, :10, 2] = np.nan
+    assert np.isfinite(rep.seed_bootstrap(holes)["precision"]["mean"])
+    # a constant gain has a point interval
+    flat = rep.seed_bootstrap(np.full((3, 8, M), 0.25))
+    assert flat["f1"]["ci95"] == [0.25, 0.25] and flat["f1"]["mean"] == 0.25
+
+
+def test_tables_show_the_gain_per_training_seed():
+    import numpy as np
+
+    rep = _script()
+    M = len(rep.METRICS)
+    gains = np.stack([np.full((4, M), g) for g in (0.047, 0.010, 0.013)])
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    row = {"puzzles": 4, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
+    results = {
+        "table1": {
+            "maze": {
+                **row,
+                "seeds": {
+                    "seeds": [0, 1, 2],
+                    "gain_per_seed": [rep.bootstrap(g) for g in gains],
+                    "gain": rep.seed_bootstrap(gains),
+                    "measured": {"date": "2026-11-30", "commit": "abc"},
+                },
+            },
+            "flowfree": row,  # one seed: no row in the seeds table
+        }
+    }
+    text = rep.tables(results, quick=False)
+    assert "## Training seeds" in text
+    line = next(x for x in text.split("\n") if x.startswith("| maze | 0, 1, 2 |"))
+    assert "+4.7, +1.0, +1.3" in line and "2.3 [1.0, 4.7]" in line
+    assert "| flowfree | 0, 1" not in text
+    assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
