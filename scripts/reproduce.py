@@ -692,8 +692,6 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: rebuild the tables (docs/results.md, README) from OUT/<experiment>.json",
     )
     args = ap.parse_args(argv)
-    args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
     unknown = sorted(set(args.seed_tasks) - {"maze", "flowfree", "sokoban"})
@@ -701,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--seed-tasks: unknown task(s) {', '.join(unknown)} (maze, flowfree, sokoban)")
     if args.rollout_sampler and not args.score:
         ap.error("--rollout-sampler applies to --score only (the experiments evaluate with Euler sampling)")
+    args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.score:
         print(score(args))
         return 0

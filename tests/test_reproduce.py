@@ -206,3 +206,19 @@ def test_tables_show_the_gain_per_training_seed():
     assert "+4.7, +1.0, +1.3" in line and "2.3 [1.0, 4.7]" in line
     assert "| flowfree | 0, 1" not in text
     assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seed-tasks", "maze", "chess"], "unknown task(s) chess"),
+        (["--rollout-sampler"], "--rollout-sampler applies to --score only"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "results"
+    with pytest.raises(SystemExit) as exc:
+        _script().main([*argv, "--out", str(out)])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
