@@ -170,6 +170,41 @@ def test_cli_verify(tmp_path, capsys):
     assert "--bbox must be four numbers" in capsys.readouterr().err
 
 
+def test_cli_verify_preset_scores_the_flood_hack_as_each_reward_does(tmp_path, capsys):
+    """--preset paper: the paper's maze reward pays flooding every corridor (its reward hack); the
+    default does not; neither calls it solved. The same numbers as the library's reward configs."""
+    from vrlvr.cli import main
+    from vrlvr.verify.baselines import baseline_states
+
+    maze = tasks.get("maze")
+    puzzle = maze.generate(seed=4, size=11)
+    H, W = maze.render(puzzle, num_frames=2, cell_px=CELL_PX).shape[1:3]
+    layout = maze.layout(puzzle, H, W)
+    flood = maze.paint(puzzle, baseline_states(maze, puzzle, "flood", 9), layout)
+    np.save(tmp_path / "flood.npy", flood)
+    (tmp_path / "p.txt").write_text(puzzle.to_text())
+    args = [
+        "verify",
+        "--task",
+        "maze",
+        "--puzzle",
+        str(tmp_path / "p.txt"),
+        "--video",
+        str(tmp_path / "flood.npy"),
+    ]
+    reports = {}
+    for preset in ("default", "paper"):
+        assert main([*args, "--json", "--preset", preset]) == 1  # not solved under either
+        reports[preset] = json.loads(capsys.readouterr().out)
+        want = verify.verify_video(maze, puzzle, flood, config=verify.reward_config("maze", preset))
+        assert reports[preset]["preset"] == preset and reports[preset]["reward"] == pytest.approx(want.reward)
+    assert reports["paper"]["reward"] == 1.0 and reports["default"]["reward"] < 0.2
+    assert main(args) == 1 and "default reward" in capsys.readouterr().out  # the default, named
+    with pytest.raises(SystemExit):
+        main([*args, "--preset", "generous"])
+    assert "invalid choice: 'generous'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, size", [("maze", 21), ("flowfree", 8), ("sokoban", 10)])
 def test_full_size_solution_videos_verify(tmp_path, name, size):

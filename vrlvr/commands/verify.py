@@ -6,7 +6,8 @@ as `vrlvr data` and Task.render produce); otherwise give the grid's pixel box wi
 is the puzzle: when it does not look like this puzzle (another puzzle, another frame layout, a
 side-by-side `vrlvr sample` video) or its colours sit far from every theme's palette, a warning says
 so, and when most cells disagree the command refuses (--force verifies anyway). Exit status: 0 when
-the video solves the puzzle, 1 when it does not, 2 on bad input.
+the video solves the puzzle, 1 when it does not, 2 on bad input. --preset paper scores it with the
+paper's reward rules and weights instead of the project's default.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="TOP,LEFT,HEIGHT,WIDTH",
         help="the grid's box in pixels (default: vrlvr's layout for the frame size)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["default", "paper"],  # vrlvr.verify.PRESETS (literal: the parser stays import-light)
+        default="default",
+        help="reward preset: the project's hack-resistant default (what RL trains on) or the paper's "
+        "decomposition and weights (reward.preset of vrlvr-train)",
     )
     parser.add_argument("--backend", choices=["native", "numpy"], default=None, help="frame parser backend")
     parser.add_argument(
@@ -111,9 +119,10 @@ def _parse_bbox(text: str | None):
 def run(args: argparse.Namespace) -> int:
     from vrlvr import tasks
     from vrlvr.tasks.themes import THEMES, theme_index
-    from vrlvr.verify import detect_theme, verify_video
+    from vrlvr.verify import detect_theme, reward_config, verify_video
 
     task = tasks.get(args.task)
+    config = reward_config(task, args.preset)  # refuses a task without verification rules, before any I/O
     if not os.path.exists(args.puzzle):
         raise FileNotFoundError(f"puzzle file {args.puzzle!r} does not exist")
     if os.path.isdir(args.puzzle):
@@ -139,9 +148,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"frame 0 does not show this puzzle: {problem} (--force verifies anyway)")
     if problem:
         print(f"vrlvr verify: warning: {problem}; the verdict may be wrong", file=sys.stderr)
-    verdict = verify_video(task, puzzle, frames, theme=theme, bbox=bbox, backend=args.backend)
+    verdict = verify_video(task, puzzle, frames, theme=theme, bbox=bbox, config=config, backend=args.backend)
     report = {
         "task": task.name,
+        "preset": args.preset,
         "theme": list(THEMES)[theme],
         "frames": list(frames.shape),
         **verdict.to_dict(),
@@ -153,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         status = "SOLVED" if verdict.success else "NOT SOLVED"
         print(
-            f"{status}  reward {verdict.reward:.4f}  ({task.name}, theme {report['theme']}, "
-            f"{frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]})"
+            f"{status}  reward {verdict.reward:.4f}  ({task.name}, {args.preset} reward, "
+            f"theme {report['theme']}, {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]})"
         )
         for name in ("precision", "recall", "f1"):
             value = getattr(verdict, name)
