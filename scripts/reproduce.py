@@ -68,10 +68,19 @@ MAZE_EVAL_EVERY = {"quick": ["eval.every=1"], "full": ["eval.every=20"]}
 TABLE4_STEPS = 50
 #: experiments whose JSON holds one entry per task: a run with --tasks keeps the other tasks' entries
 PER_TASK = ("table1", "reward")
+#: the tasks table 1 and the reward experiment can run (--tasks, --seed-tasks, --sft-control)
+TASKS = ("maze", "flowfree", "sokoban")
+#: table 1's control (--sft-control): configs/<task>-tiny-sft.yaml continued from the shipped SFT
+#: checkpoint for about the wall time of table 1's RL run (700 steps x 16 videos: 10 minutes against
+#: 11.5 on the 2-core build machine), at a fine-tuning rate, on a fresh stream of training puzzles.
+#: RL has to beat this, not only the checkpoint it started from: is its gain more than more compute?
+SFT_CONTROL = ["optim.steps=700", "optim.lr=3e-4", "optim.warmup_steps=10", "data.seed=7000000", "eval.n=8"]
+SFT_QUICK = ["optim.steps=2", "optim.warmup_steps=1", "eval.n=2", "max_minutes=0"]
 
 
-def train(name: str, config: Path, overrides: list[str], args) -> Path:
-    """One `vrlvr-train` run (a subprocess: its own memory, its own threads) -> its run folder.
+def train(name: str, config: Path, overrides: list[str], args, command: str = "train") -> Path:
+    """One `vrlvr-train` run (``command`` "sft": one `vrlvr sft` run; a subprocess: its own memory,
+    its own threads) -> its run folder.
 
     Memoised per invocation by run name: table1, table4, reward and hack share runs (a rerun of the
     script never reuses the runs of an earlier one). One name always means the same overrides."""
@@ -81,8 +90,9 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
             raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
         return made[name][0]
     out = Path(args.out).resolve() / "runs" / name
-    run_overrides = [*(QUICK if args.quick else FULL), *overrides]
-    if args.reuse and reusable(out, config, run_overrides):
+    quick = SFT_QUICK if command == "sft" else QUICK
+    run_overrides = [*(quick if args.quick else FULL), *overrides]
+    if args.reuse and reusable(out, config, run_overrides, command):
         print(f"[reproduce] {name}: reusing {out} (finished, same config)", file=sys.stderr, flush=True)
         REUSED[out] = time.strftime("%Y-%m-%d", time.localtime((out / "metrics.jsonl").stat().st_mtime))
         made[name] = (out, list(overrides))
@@ -91,7 +101,7 @@ def train(name: str, config: Path, overrides: list[str], args) -> Path:
         sys.executable,
         "-m",
         "vrlvr.cli",
-        "train",
+        command,
         "--config",
         str(config),
         f"out_dir={out}",
@@ -117,25 +127,28 @@ REUSED: dict[Path, str] = {}
 REUSE_IGNORED = ("out_dir", "threads", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints")
 
 
-def reusable(out: Path, config: Path, overrides: list[str]) -> bool:
+def reusable(out: Path, config: Path, overrides: list[str], command: str = "train") -> bool:
     """--reuse: the run folder ``out`` holds a finished run (final/ and every update logged) of exactly
     ``config`` + ``overrides`` (keys in REUSE_IGNORED aside), so training it again would redo it.
     The comparison is the trainer's own for --resume (``frozen_changes``: a key added since the run
-    was written counts as no change while it keeps its default)."""
+    was written counts as no change while it keeps its default). ``command``: "train" (vrlvr-train)
+    or "sft" (vrlvr sft)."""
     import yaml
 
     from vrlvr.config import build_config
     from vrlvr.train.grpo_config import GRPOConfig
     from vrlvr.train.logger import read_metrics
     from vrlvr.train.run_dir import frozen_changes
+    from vrlvr.train.sft_config import SFTConfig
 
     if not (out / "final" / "policy.json").is_file() or not (out / "config.yaml").is_file():
         return False
-    want = build_config(GRPOConfig, config, overrides)
+    want = build_config(SFTConfig if command == "sft" else GRPOConfig, config, overrides)
     _, changes = frozen_changes(yaml.safe_load((out / "config.yaml").read_text()), want, ())
     if any(key.split(".")[0] not in REUSE_IGNORED for key in changes):
         return False
-    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r]
+    logged = "loss" if command == "sft" else "step_time_s"  # the rows an update writes
+    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if logged in r]
     return bool(steps) and max(steps) >= want.optim.steps
 
 
@@ -213,31 +226,44 @@ def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, 
     return memo[key]
 
 
+def is_sft_run(run: Path) -> bool:
+    """Whether a run folder is a `vrlvr sft` run (its config has no grpo section) rather than a
+    `vrlvr-train` run."""
+    import yaml
+
+    return "grpo" not in yaml.safe_load((run / "config.yaml").read_text())
+
+
+def run_config(run: Path):
+    """The resolved config of a `vrlvr-train` run (GRPOConfig) or a `vrlvr sft` run (SFTConfig)."""
+    import yaml
+
+    from vrlvr.config import build_config
+    from vrlvr.train.grpo_config import GRPOConfig
+    from vrlvr.train.sft_config import SFTConfig
+
+    kind = SFTConfig if is_sft_run(run) else GRPOConfig
+    return build_config(kind, yaml.safe_load((run / "config.yaml").read_text()))
+
+
 def heldout_set(run: Path, args):
     """(task, puzzles, video, config) a run's policies are scored on: the first PUZZLES of the run's
     held-out puzzles. They depend only on the config's heldout seed and data and the starting
     checkpoint's held-out keys (not on the run's own eval settings), so every run of a task (any
     training seed, any recipe) is scored on the same puzzles as its SFT checkpoint."""
-    import yaml
-
     from vrlvr import tasks
-    from vrlvr.config import build_config
     from vrlvr.train.data import VideoSpec, eval_puzzles, read_heldout
-    from vrlvr.train.grpo_config import GRPOConfig
 
-    cfg = build_config(GRPOConfig, yaml.safe_load((run / "config.yaml").read_text()))
-    name = cfg.data.tasks[0]
+    cfg = run_config(run)
+    if is_sft_run(run):  # a `vrlvr sft` run: one task, its sizes and options
+        name, sizes, options = cfg.data.task, cfg.data.sizes, cfg.data.options
+    else:
+        name = cfg.data.tasks[0]
+        sizes, options = cfg.data.sizes_for(name), cfg.data.options_for(name)
     task = tasks.get(name)
     allowed = set(read_heldout(run, name)["keys"])
     n = QUICK_PUZZLES if args.quick else PUZZLES
-    puzzles, _ = eval_puzzles(
-        task,
-        cfg.data.sizes_for(name),
-        n,
-        cfg.heldout.seed,
-        allowed=allowed,
-        options=cfg.data.options_for(name),
-    )
+    puzzles, _ = eval_puzzles(task, sizes, n, cfg.heldout.seed, allowed=allowed, options=options)
     video = VideoSpec(cfg.data.num_frames, cfg.data.cell_px, cfg.data.height, cfg.data.width)
     return task, puzzles, video, cfg
 
@@ -352,12 +378,13 @@ def exp_table1(args) -> dict:
             "per_puzzle": {"metrics": list(METRICS), "sft": stored(sft_vals), "rl": stored(rl_vals)},
             "measured": provenance(run),
         }
+        seed_vals = [rl_vals]  # per-puzzle values of each training seed, table 1's run first
         if len(runs) > 1:
             keys = [p.key for p in heldout_set(run, args)[1]]
             for other in runs[1:]:  # the pairing below needs the very same puzzles
                 if [p.key for p in heldout_set(other, args)[1]] != keys:
                     raise SystemExit(f"[reproduce] {other.name} is scored on other puzzles than {run.name}")
-            seed_vals = [rl_vals] + [held_out_eval(r / "final", r, args)[0] for r in runs[1:]]
+            seed_vals += [held_out_eval(r / "final", r, args)[0] for r in runs[1:]]
             gains = np.stack([v - sft_vals for v in seed_vals])  # [seeds, puzzles, metrics]
             out[task]["seeds"] = {
                 "seeds": [int(config_summary(r)["seed"]) for r in runs],
@@ -366,8 +393,48 @@ def exp_table1(args) -> dict:
                 "per_puzzle_rl": [stored(v) for v in seed_vals[1:]],
                 "measured": provenance(*runs),
             }
+        if task in args.sft_control:
+            out[task]["sft_control"] = sft_control(task, run, sft_vals, seed_vals, args)
         curves(run, args)  # the other seeds' curves stay in their run folders
     return out
+
+
+def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: list[np.ndarray], args) -> dict:
+    """More SFT for RL's compute (SFT_CONTROL), scored on table 1's puzzles with table 1's sampler and
+    paired against the SFT checkpoint and against each RL training seed."""
+    import yaml
+
+    from vrlvr.train.data import read_heldout
+
+    config = ROOT / "configs" / f"{task}-tiny-sft.yaml"
+    overrides = [f"model.path={task}-tiny", *([] if args.quick else SFT_CONTROL)]
+    run = train(f"{task}-sft-more", config, overrides, args, command="sft")
+    # never scored on a puzzle the control trained on: table 1's puzzles must be in its held-out set
+    keys = {p.key for p in heldout_set(rl_run_dir, args)[1]}
+    if not keys <= set(read_heldout(run, task)["keys"]):
+        raise SystemExit(f"[reproduce] {run.name}: table 1's {task} puzzles are not all in its held-out set")
+    vals, _ = held_out_eval(run / "final", rl_run_dir, args)
+    rl_minus = np.stack([v - vals for v in seed_vals])  # [seeds, puzzles, metrics]
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    return {
+        "recipe": {k: cfg["optim"][k] for k in ("steps", "batch_size", "lr", "warmup_steps", "decay")},
+        "wall_s": wall_seconds(run),
+        "rl_wall_s": wall_seconds(rl_run_dir),
+        "more_sft": bootstrap(vals),
+        "gain": bootstrap(vals - sft_vals),
+        "rl_minus_control": bootstrap(seed_vals[0] - vals),
+        "rl_minus_control_over_seeds": seed_bootstrap(rl_minus) if len(seed_vals) > 1 else None,
+        "per_puzzle": stored(vals),
+        "measured": provenance(run),
+    }
+
+
+def wall_seconds(run: Path) -> float | None:
+    """A run's wall time as it logged it (its last elapsed_s; an RL run's includes its evaluations)."""
+    from vrlvr.train.logger import read_metrics
+
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "elapsed_s" in r]
+    return round(rows[-1]["elapsed_s"], 1) if rows else None
 
 
 def config_summary(run: Path) -> dict:
@@ -485,7 +552,9 @@ def fmt(ci: dict, key: str, scale: float = 100.0) -> str:
 def score(args) -> str:
     """Each checkpoint of ``--score`` beside its run's SFT checkpoint (``model.init``) on the run's
     held-out puzzles, as table1 scores them: means and paired gains with 95% intervals. With
-    ``--rollout-sampler`` both are sampled as the run rolled out (its SDE window, eta and mode)."""
+    ``--rollout-sampler`` both are sampled as the run rolled out (its SDE window, eta and mode).
+    A checkpoint of a `vrlvr sft` run warm-started from a checkpoint (``model.path``) is paired
+    against that start: more SFT for the compute an RL run takes, the control RL must beat."""
     import yaml
 
     sampler = "the run's rollout sampler (SDE window)" if args.rollout_sampler else "Euler sampling"
@@ -500,10 +569,22 @@ def score(args) -> str:
         run = next((d for d in [ck, *ck.parents] if (d / "config.yaml").is_file()), None)
         if run is None or not (ck / "policy.json").is_file():
             raise SystemExit(
-                f"--score {ck}: not a checkpoint of a vrlvr-train run "
+                f"--score {ck}: not a checkpoint of a vrlvr-train or vrlvr sft run "
                 "(no policy.json in it, or no config.yaml in it or above it)"
             )
-        init = yaml.safe_load((run / "config.yaml").read_text())["model"]["init"]
+        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        if is_sft_run(run):  # more SFT from a checkpoint: the control with the same extra compute
+            if args.rollout_sampler:
+                raise SystemExit(
+                    f"--score {ck}: a `vrlvr sft` run has no rollout sampler (drop --rollout-sampler)"
+                )
+            if not model.get("path"):
+                raise SystemExit(
+                    f"--score {ck}: this `vrlvr sft` run started from scratch: no checkpoint to pair it with"
+                )
+            init = model["path"]
+        else:
+            init = model["init"]
         sft, _ = held_out_eval(init, run, args)
         rl, _ = held_out_eval(ck, run, args)
         gain = bootstrap(rl - sft)
@@ -524,6 +605,35 @@ def measured_line(entries: dict) -> str:
             label += " (reusing " + ", ".join(f"{k} trained {v}" for k, v in m["reused_runs"].items()) + ")"
         when.setdefault(label, []).append(task)
     return "Measured: " + "; ".join(f"{', '.join(ts)}: {label}" for label, ts in when.items()) + "."
+
+
+def control_table(controlled: dict, table1: dict) -> list[str]:
+    """Table 1's control: more SFT for about the RL run's wall time, against the SFT checkpoint and
+    against RL, on the same puzzles (lines of markdown)."""
+    lines = [
+        "## The control: more SFT for as long as RL trains (success %, points paired on the same puzzles)",
+        "",
+        "| task | more SFT (steps x videos, lr) | wall time, RL run | SFT | more SFT | gain | F1 gain "
+        "| RL - more SFT (table 1's run) | RL - more SFT (over the training seeds) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for task, c in controlled.items():
+        rec = c["recipe"]
+        wall = (
+            f"{c['wall_s'] / 60:.1f} min, {c['rl_wall_s'] / 60:.1f} min"
+            if c.get("wall_s") and c.get("rl_wall_s")
+            else "-"
+        )
+        seeds = table1[task].get("seeds", {}).get("seeds", [])
+        over = c.get("rl_minus_control_over_seeds")
+        over_cell = f"{fmt(over, 'success_rate')} (seeds {', '.join(map(str, seeds))})" if over else "-"
+        lines.append(
+            f"| {task} | {rec['steps']} x {rec['batch_size']}, {rec['lr']:g} | {wall} "
+            f"| {fmt(table1[task]['sft'], 'success_rate')} | {fmt(c['more_sft'], 'success_rate')} "
+            f"| {fmt(c['gain'], 'success_rate')} | {fmt(c['gain'], 'f1')} "
+            f"| {fmt(c['rl_minus_control'], 'success_rate')} | {over_cell} |"
+        )
+    return [*lines, "", measured_line(controlled), ""]
 
 
 def tables(results: dict, quick: bool) -> str:
@@ -572,6 +682,9 @@ def tables(results: dict, quick: bool) -> str:
                 seeds = ", ".join(str(x) for x in sd["seeds"])
                 lines.append(f"| {task} | {seeds} | " + " | ".join(cells) + " |")
             lines += ["", measured_line(seeded), ""]
+        controlled = {t: r["sft_control"] for t, r in results["table1"].items() if r.get("sft_control")}
+        if controlled:
+            lines += control_table(controlled, results["table1"])
     if "table4" in results:
         t = results["table4"]
         win = t.get("windows", {})
@@ -649,7 +762,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", nargs="+", choices=["table1", "table4", "reward", "hack"], help="experiments to run"
     )
-    ap.add_argument("--tasks", nargs="+", default=["maze", "flowfree", "sokoban"], help="table1's tasks")
+    ap.add_argument(
+        "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="table1's tasks (default: all three)"
+    )
     ap.add_argument(
         "--seeds",
         type=int,
@@ -665,6 +780,13 @@ def main(argv: list[str] | None = None) -> int:
         help="table1 tasks trained with --seeds seeds (default maze, where RL gains; the others get the "
         "config's seed only)",
     )
+    ap.add_argument(
+        "--sft-control",
+        nargs="*",
+        default=["maze"],
+        help="table1 tasks whose SFT checkpoint is also trained on with more SFT for about the RL run's "
+        "wall time (the control RL must beat: maze about 10 minutes on 2 cores; none: no control)",
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     ap.add_argument(
         "--reuse",
@@ -678,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="CHECKPOINT",
         help="run nothing else: score these RL checkpoints (OUT/final or OUT/checkpoints/step_N of a "
-        "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired",
+        "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired; a checkpoint "
+        "of a vrlvr sft run warm-started from a checkpoint (model.path) is paired against that start",
     )
     ap.add_argument(
         "--rollout-sampler",
@@ -694,9 +817,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
-    unknown = sorted(set(args.seed_tasks) - {"maze", "flowfree", "sokoban"})
-    if unknown:
-        ap.error(f"--seed-tasks: unknown task(s) {', '.join(unknown)} (maze, flowfree, sokoban)")
+    for flag, given in (("--seed-tasks", args.seed_tasks), ("--sft-control", args.sft_control)):
+        unknown = sorted(set(given) - set(TASKS))
+        if unknown:
+            ap.error(f"{flag}: unknown task(s) {', '.join(unknown)} ({', '.join(TASKS)})")
     if args.rollout_sampler and not args.score:
         ap.error("--rollout-sampler applies to --score only (the experiments evaluate with Euler sampling)")
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory

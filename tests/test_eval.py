@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from vrlvr.cli import main
@@ -98,6 +99,30 @@ def test_sample_writes_videos_and_verdicts(checkpoint, tmp_path):
     bar = label_bar(56, 56, 2).shape[0]  # the GENERATED / GROUND TRUTH labels on top
     height = 56 + bar + (56 + bar) % 2  # 28 px * 2 under the labels, padded to even for yuv420p
     assert video.shape == (5, height, 114, 3)  # (28 + 1 + 28) px * 2 wide
+
+
+def test_sample_with_an_sde_window_samples_as_the_trainer(checkpoint, tmp_path, capsys):
+    """`vrlvr sample --sde-window` takes the trainer's rollout sampler (as `vrlvr eval` does): the
+    same seed gives other videos than Euler steps, and the printed summary names the sampler."""
+    from vrlvr.tasks.video_io import read_video
+
+    def sample(out, *extra):
+        argv = ["sample", "--checkpoint", str(checkpoint), "--n", "2", "--out", str(out)]
+        return main([*argv, "--no-progress", "--threads", "1", "--scale", "1", *extra])
+
+    assert sample(tmp_path / "ode") == 0
+    assert json.loads(capsys.readouterr().out)["sampler"] == "ode"
+    assert sample(tmp_path / "sde", "--sde-window", "0", "1", "--eta", "1.0", "--mode", "cps") == 0
+    assert json.loads(capsys.readouterr().out)["sampler"] == {"sde_window": [0, 1], "eta": 1.0, "mode": "cps"}
+    name = json.loads((tmp_path / "ode" / "verdicts.jsonl").read_text().splitlines()[0])["video"]
+    assert not np.array_equal(read_video(tmp_path / "ode" / name), read_video(tmp_path / "sde" / name))
+    for bad, msg in (
+        (["--eta", "0.5"], "--eta and --mode set the SDE steps of --sde-window"),
+        (["--sde-window", "0", "3"], "0 <= start < end <= 2"),  # the checkpoint samples 2 steps
+    ):
+        assert sample(tmp_path / "bad", *bad) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
 def test_eval_samples_pool_the_videos_and_report_pass_at_k(checkpoint, tmp_path, capsys):

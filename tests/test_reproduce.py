@@ -33,6 +33,11 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert seeds["gain_per_seed"][0] == maze["gain"]  # seed 0 is table 1's run
     for s in (1, 2):
         assert (tmp_path / "runs" / f"maze-rl-seed{s}" / "final" / "policy.json").is_file()
+    # --sft-control (default maze): more SFT from the same checkpoint, on the same puzzles
+    control = maze["sft_control"]
+    assert control["recipe"]["steps"] == 2 and len(control["per_puzzle"]) == maze["puzzles"]
+    assert control["rl_minus_control_over_seeds"] is not None and control["wall_s"] > 0
+    assert (tmp_path / "runs" / "maze-sft-more" / "final" / "policy.json").is_file()
     t4 = json.loads((tmp_path / "table4.json").read_text())
     assert t4["step_time_ratio"] > 0 and t4["windows"]["first_half"][1] * 2 == t4["windows"]["all_steps"][1]
     reward = json.loads((tmp_path / "reward.json").read_text())
@@ -44,6 +49,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "--quick smoke run" in text and "| maze |" in text
     assert "## Training seeds" in text and "| maze | 0, 1, 2 |" in text
+    assert "## The control: more SFT" in text and "| maze | 2 x 16," in text
 
     # a rerun of one experiment for some tasks keeps the other tasks' entries; --reuse takes the
     # finished run of the same config instead of training it again (the evaluation is redone)
@@ -51,6 +57,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     res = subprocess.run([*cmd, "--only", "table1", "--reuse"], capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "maze-rl: reusing" in res.stderr and "maze-rl-seed2: reusing" in res.stderr
+    assert "maze-sft-more: reusing" in res.stderr
     again = json.loads((tmp_path / "table1.json").read_text())
     assert again["sokoban"] == t1["maze"] and "per_puzzle" in again["maze"]
     assert set(again["maze"]["measured"]["reused_runs"]) == {"maze-rl"}  # the entry says so
@@ -94,7 +101,28 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
         text=True,
         timeout=600,
     )
-    assert res.returncode != 0 and "not a checkpoint of a vrlvr-train run" in res.stderr
+    assert res.returncode != 0 and "not a checkpoint of a vrlvr-train or vrlvr sft run" in res.stderr
+    # ... and the control's checkpoint (more SFT), paired against the same start
+    sft = tmp_path / "runs" / "maze-sft-more"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--score",
+            str(sft / "final"),
+            str(ck),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [x for x in res.stdout.split("\n") if x.startswith("| /")]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {sft / 'final'}", f"| {ck}"]
+    assert rows[0].split(" | ")[1] == rows[1].split(" | ")[1]  # the same SFT start on the same puzzles
 
 
 def _script():
@@ -104,6 +132,35 @@ def _script():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _fake_sft_run(out: Path, overrides: list[str]) -> Path:
+    """A run folder as `vrlvr sft` leaves it (config.yaml resolved, final/) -> its final/."""
+    import yaml
+
+    from vrlvr.config import build_config, config_to_dict
+    from vrlvr.train.sft_config import SFTConfig
+
+    config = SCRIPT.parent.parent / "configs" / "maze-tiny-sft.yaml"
+    cfg = config_to_dict(build_config(SFTConfig, config, [*overrides, f"out_dir={out}"]))
+    (out / "final").mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (out / "final" / "policy.json").write_text("{}")
+    return out / "final"
+
+
+@pytest.mark.parametrize(
+    "overrides, extra, message",
+    [
+        ([], [], "started from scratch: no checkpoint to pair it with"),
+        (["model.path=maze-tiny"], ["--rollout-sampler"], "a `vrlvr sft` run has no rollout sampler"),
+    ],
+)
+def test_score_refuses_sft_runs_it_cannot_pair(tmp_path, overrides, extra, message):
+    ck = _fake_sft_run(tmp_path / "sft", overrides)
+    with pytest.raises(SystemExit) as exc:
+        _script().main(["--out", str(tmp_path / "results"), "--score", str(ck), *extra])
+    assert message in str(exc.value)
 
 
 def _fake_run(out: Path, config: Path, overrides: list[str], last_step: int) -> None:
@@ -211,11 +268,45 @@ def test_tables_show_the_gain_per_training_seed():
     assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
 
 
+def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
+    import numpy as np
+
+    rep = _script()
+    M = len(rep.METRICS)
+    sft, more = np.full((6, M), 0.06), np.full((6, M), 0.057)
+    rl = [np.full((6, M), x) for x in (0.107, 0.07, 0.073)]
+    control = {
+        "recipe": {"steps": 700, "batch_size": 16, "lr": 3e-4, "warmup_steps": 10, "decay": "cosine"},
+        "wall_s": 600.0,
+        "rl_wall_s": 690.0,
+        "more_sft": rep.bootstrap(more),
+        "gain": rep.bootstrap(more - sft),
+        "rl_minus_control": rep.bootstrap(rl[0] - more),
+        "rl_minus_control_over_seeds": rep.seed_bootstrap(np.stack([v - more for v in rl])),
+        "measured": {"date": "2026-11-30", "commit": "abc"},
+    }
+    row = {"puzzles": 6, "samples": 4, "sft": rep.bootstrap(sft), "rl": rep.bootstrap(rl[0])}
+    row |= {"gain": rep.bootstrap(rl[0] - sft), "baselines": {}, "seeds": {"seeds": [0, 1, 2]}}
+    row["seeds"] |= {"gain_per_seed": [rep.bootstrap(v - sft) for v in rl], "gain": row["gain"]}
+    text = rep.tables({"table1": {"maze": {**row, "sft_control": control}}}, quick=False)
+    assert "## The control: more SFT for as long as RL trains" in text
+    line = next(x for x in text.split("\n") if x.startswith("| maze | 700 x 16, 0.0003 |"))
+    cells = line.split(" | ")
+    assert cells[2] == "10.0 min, 11.5 min" and cells[3] == "6.0 [6.0, 6.0]" and cells[4] == "5.7 [5.7, 5.7]"
+    assert cells[5] == "-0.3 [-0.3, -0.3]" and cells[7] == "5.0 [5.0, 5.0]"  # RL 10.7 - more SFT 5.7
+    assert cells[8].startswith("2.6 [") and cells[8].endswith("(seeds 0, 1, 2) |")  # (5.0 + 1.3 + 1.6) / 3
+    # a task without a control: no table
+    plain = {k: v for k, v in row.items() if k != "seeds"}
+    assert "## The control" not in rep.tables({"table1": {"maze": plain}}, quick=False)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--seed-tasks", "maze", "chess"], "unknown task(s) chess"),
+        (["--tasks", "maze", "chess"], "--tasks: invalid choice: 'chess'"),
+        (["--sft-control", "chess"], "--sft-control: unknown task(s) chess"),
         (["--rollout-sampler"], "--rollout-sampler applies to --score only"),
     ],
 )

@@ -56,6 +56,47 @@ def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> Non
     )
 
 
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """--sde-window/--eta/--mode: sample as the SDE-GRPO trainer rolls out instead of Euler steps."""
+    parser.add_argument(
+        "--sde-window",
+        type=int,
+        nargs=2,
+        metavar=("START", "END"),
+        help="sample with SDE steps on sampling steps [START, END) and Euler steps elsewhere (the "
+        "trainer's rollout sampler; default: Euler steps only)",
+    )
+    parser.add_argument("--eta", type=float, help="SDE noise level with --sde-window (default 0.7)")
+    parser.add_argument(
+        "--mode", choices=["sde", "dance", "cps"], help="SDE formulation with --sde-window (default sde)"
+    )
+
+
+def check_sampler_arguments(args: argparse.Namespace) -> None:
+    """Refuse --eta/--mode without the window they apply to (before any model is loaded)."""
+    if not args.sde_window and (args.eta is not None or args.mode is not None):
+        raise ValueError("--eta and --mode set the SDE steps of --sde-window START END; give the window too")
+
+
+def resolve_sampler(args: argparse.Namespace, s: dict):
+    """The SdeWindow (vrlvr.models.sampling) the arguments ask for, checked against the number of
+    sampling steps ``resolve`` gave, or None for Euler steps only."""
+    if not args.sde_window:
+        return None
+    from vrlvr.models.sampling import SdeWindow
+
+    try:
+        eta = 0.7 if args.eta is None else args.eta
+        return SdeWindow(*args.sde_window, eta, args.mode or "sde").check(s["steps"])
+    except ValueError as e:
+        raise ValueError(f"--sde-window/--eta: {e}") from None
+
+
+def sampler_report(sde) -> str | dict:
+    """How the videos were sampled, for a JSON report: "ode" or the SDE window's settings."""
+    return "ode" if sde is None else {"sde_window": [sde.start, sde.end], "eta": sde.eta, "mode": sde.mode}
+
+
 # a video of more than this many times the checkpoint's largest trained token count is refused
 # (unless --force): the model never saw such inputs and the attention cost grows with its square
 MAX_TOKEN_RATIO = 4.0

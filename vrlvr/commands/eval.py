@@ -31,10 +31,14 @@ import time
 
 from vrlvr.commands._policy_args import (
     add_policy_arguments,
+    add_sampler_arguments,
+    check_sampler_arguments,
     check_writable,
     evaluate_resolved,
     resolve,
+    resolve_sampler,
     resolved_puzzles,
+    sampler_report,
     write_atomic,
 )
 
@@ -48,18 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="videos per puzzle, each with its own noise: metrics pool them; pass_at_k is reported",
     )
-    parser.add_argument(
-        "--sde-window",
-        type=int,
-        nargs=2,
-        metavar=("START", "END"),
-        help="sample with SDE steps on sampling steps [START, END) and Euler steps elsewhere (the "
-        "trainer's rollout sampler; default: Euler steps only)",
-    )
-    parser.add_argument("--eta", type=float, help="SDE noise level with --sde-window (default 0.7)")
-    parser.add_argument(
-        "--mode", choices=["sde", "dance", "cps"], help="SDE formulation with --sde-window (default sde)"
-    )
+    add_sampler_arguments(parser)
 
 
 def pass_at_k(records: list[list[dict]]) -> float:
@@ -72,20 +65,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    if not args.sde_window and (args.eta is not None or args.mode is not None):
-        raise ValueError("--eta and --mode set the SDE steps of --sde-window START END; give the window too")
+    check_sampler_arguments(args)
     if args.json:
         check_writable(args.json, "--json")  # before the evaluation, so its report is never lost
     s = resolve(args)
-    sde = None
-    if args.sde_window:
-        from vrlvr.models.sampling import SdeWindow
-
-        try:
-            eta = 0.7 if args.eta is None else args.eta
-            sde = SdeWindow(*args.sde_window, eta, args.mode or "sde").check(s["steps"])
-        except ValueError as e:
-            raise ValueError(f"--sde-window/--eta: {e}") from None
+    sde = resolve_sampler(args, s)
     task = s["task"]
     puzzles, stats = resolved_puzzles(s, args)
     if len(puzzles) < args.n:
@@ -121,9 +105,7 @@ def run(args: argparse.Namespace) -> int:
             "steps": s["steps"],
             "shift": s["shift"],
             "num_frames": s["video"].num_frames,
-            "sampler": "ode"
-            if sde is None
-            else {"sde_window": [sde.start, sde.end], "eta": sde.eta, "mode": sde.mode},
+            "sampler": sampler_report(sde),
         },
         "seconds": round(time.time() - t0, 2),
     }

@@ -6,8 +6,9 @@ For each puzzle, OUT/NNN_seedS_sizeZ.mp4 shows the generated video (left, labell
 beside the rendered ground-truth solution (right, labelled GROUND TRUTH), upscaled with
 nearest-neighbour pixels (--scale); OUT/verdicts.jsonl holds each video's verdict; OUT/NNN_....txt
 the puzzle text. A non-empty OUT is refused (--overwrite replaces earlier samples), so old videos
-never sit beside new verdicts. These side-by-side videos are for people: `vrlvr verify` takes a
-single video (vrlvr eval scores the generated videos directly).
+never sit beside new verdicts. ``--sde-window A B`` (with ``--eta``, ``--mode``) samples as the
+SDE-GRPO trainer rolls out, as in `vrlvr eval`. These side-by-side videos are for people: `vrlvr
+verify` takes a single video (vrlvr eval scores the generated videos directly).
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vrlvr.commands._policy_args import add_policy_arguments, evaluate_resolved, resolve, resolved_puzzles
+from vrlvr.commands._policy_args import (
+    add_policy_arguments,
+    add_sampler_arguments,
+    check_sampler_arguments,
+    evaluate_resolved,
+    resolve,
+    resolve_sampler,
+    resolved_puzzles,
+    sampler_report,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace earlier samples in a non-empty --out"
     )
+    add_sampler_arguments(parser)
 
 
 # 3x5 bitmap glyphs for the side labels (no font files, no extra dependency)
@@ -121,11 +132,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--fps must be >= 1, got {args.fps}")
     if args.scale < 0:
         raise ValueError(f"--scale must be >= 0 (0: automatic), got {args.scale}")
+    check_sampler_arguments(args)
     out = Path(args.out)
     _check_out(out, args.overwrite)  # before the model loads and generates
     s = resolve(args)
+    sde = resolve_sampler(args, s)
     puzzles, _ = resolved_puzzles(s, args)
-    metrics, (records,) = evaluate_resolved(s, args, puzzles, keep_videos=True)
+    metrics, (records,) = evaluate_resolved(s, args, puzzles, keep_videos=True, sde=sde)
     existed = _prepare_out(out, args.overwrite)
     try:
         _write_samples(out, s, args, puzzles, records)
@@ -138,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
     summary = {k: metrics.get(k) for k in ("n", "success_rate", "loose_success_rate", "mean_reward")}
-    print(json.dumps({"out": str(out), **summary}))
+    print(json.dumps({"out": str(out), **summary, "sampler": sampler_report(sde)}))
     return 0
 
 
