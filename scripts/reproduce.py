@@ -10,7 +10,9 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
   with configs/<task>-tiny.yaml, for maze, flowfree and sokoban: success, loose success,
   precision, recall, F1, reward, and the paired gain RL - SFT with its interval; for the
   ``--seed-tasks`` (maze) the recipe is trained with ``--seeds`` (3) training seeds and the gain is
-  also given per seed and over seeds, with an interval over seeds and puzzles;
+  also given per seed and over seeds, with an interval over seeds and puzzles; for the
+  ``--sft-control`` tasks (maze) a control: more SFT from the same checkpoint for about the RL
+  run's wall time (SFT_CONTROL), paired against the checkpoint and against RL;
 - ``table4`` (paper Table 4, maze): the SDE window on the first half of the sampling steps vs all
   of them, otherwise the shipped recipe with TABLE4_STEPS updates each: median step time ratio,
   final success and their paired difference;
@@ -24,11 +26,11 @@ policies scored on the same puzzles can be compared later with a paired interval
 when and from which commit it was measured, and ``--tasks`` reruns some tasks while keeping the
 others' entries of table1.json and reward.json.
 
-Writes OUT/<experiment>.json, OUT/runs/<run>/ (the vrlvr-train run folders), docs/results.md (the
-tables) and docs/curves_<run>.png (reward, exact and loose success, KL over steps), and replaces the
-block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md. ``--quick``
-runs every experiment with 1-2 steps and a handful of puzzles: a smoke test of the pipeline, not
-a result (its tables say so).
+Writes OUT/<experiment>.json, OUT/runs/<run>/ (the vrlvr-train and vrlvr sft run folders),
+docs/results.md (the tables) and docs/curves_<run>.png (reward, exact and loose success, KL over
+steps), and replaces the block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
+README.md. ``--quick`` runs every experiment with 1-2 steps and a handful of puzzles: a smoke test
+of the pipeline, not a result (its tables say so).
 """
 
 from __future__ import annotations
