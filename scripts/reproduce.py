@@ -257,7 +257,7 @@ def heldout_set(run: Path, args):
     from vrlvr.train.data import VideoSpec, eval_puzzles, read_heldout
 
     cfg = run_config(run)
-    if is_sft_run(run):  # a `vrlvr sft` run: one task, its sizes and options
+    if not hasattr(cfg, "grpo"):  # a `vrlvr sft` run: one task, its sizes and options
         name, sizes, options = cfg.data.task, cfg.data.sizes, cfg.data.options
     else:
         name = cfg.data.tasks[0]
@@ -404,8 +404,6 @@ def exp_table1(args) -> dict:
 def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: list[np.ndarray], args) -> dict:
     """More SFT for RL's compute (SFT_CONTROL), scored on table 1's puzzles with table 1's sampler and
     paired against the SFT checkpoint and against each RL training seed."""
-    import yaml
-
     from vrlvr.train.data import read_heldout
 
     config = ROOT / "configs" / f"{task}-tiny-sft.yaml"
@@ -417,9 +415,10 @@ def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: li
         raise SystemExit(f"[reproduce] {run.name}: table 1's {task} puzzles are not all in its held-out set")
     vals, _ = held_out_eval(run / "final", rl_run_dir, args)
     rl_minus = np.stack([v - vals for v in seed_vals])  # [seeds, puzzles, metrics]
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    o = run_config(run).optim
     return {
-        "recipe": {k: cfg["optim"][k] for k in ("steps", "batch_size", "lr", "warmup_steps", "decay")},
+        "recipe": {"steps": o.steps, "batch_size": o.batch_size, "lr": o.lr, "warmup_steps": o.warmup_steps}
+        | {"decay": o.decay},
         "wall_s": wall_seconds(run),
         "rl_wall_s": wall_seconds(rl_run_dir),
         "more_sft": bootstrap(vals),

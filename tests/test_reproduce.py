@@ -68,57 +68,23 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert "## Early-Step Focus" in text and "## Reward hacking" in text and "Where the time goes" in text
 
     # --score: any checkpoint of a run, paired against the run's SFT checkpoint on the same puzzles
+    def score(*checkpoints, flags=("--quick",)):
+        cmd = [sys.executable, str(SCRIPT), *flags, "--out", str(tmp_path), "--score", *map(str, checkpoints)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
     ck = tmp_path / "runs" / "maze-rl" / "final"
-    res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path), "--score", str(ck)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = score(ck)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"| {ck} |" in res.stdout and "Sampled with Euler sampling" in res.stdout
     # ... and under the run's own rollout sampler (its SDE window): other videos, the same table
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--out",
-            str(tmp_path),
-            "--score",
-            str(ck),
-            "--rollout-sampler",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = score(ck, flags=("--quick", "--rollout-sampler"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"| {ck} |" in res.stdout and "rollout sampler (SDE window)" in res.stdout
-    res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--score", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = score(tmp_path, flags=())
     assert res.returncode != 0 and "not a checkpoint of a vrlvr-train or vrlvr sft run" in res.stderr
     # ... and the control's checkpoint (more SFT), paired against the same start
     sft = tmp_path / "runs" / "maze-sft-more"
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--out",
-            str(tmp_path),
-            "--score",
-            str(sft / "final"),
-            str(ck),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = score(sft / "final", ck)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [x for x in res.stdout.split("\n") if x.startswith("| /")]
     assert [r.split(" | ")[0] for r in rows] == [f"| {sft / 'final'}", f"| {ck}"]
