@@ -562,9 +562,20 @@ def score(args) -> str:
     lines = [
         f"Sampled with {sampler}.",
         "",
-        "| checkpoint | SFT success | success | gain | F1 gain | reward gain |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| checkpoint | paired with | its success | success | gain | F1 gain | reward gain |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def row(ck, base, base_name, run):
+        ref, _ = held_out_eval(base, run, args)
+        new, _ = held_out_eval(ck, run, args)
+        gain = bootstrap(new - ref)
+        return (
+            f"| {ck} | {base_name} | {fmt(bootstrap(ref), 'success_rate')} | "
+            f"{fmt(bootstrap(new), 'success_rate')} | {fmt(gain, 'success_rate')} | {fmt(gain, 'f1')} | "
+            f"{fmt(gain, 'mean_reward')} |"
+        )
+
     for ck in args.score:
         ck = Path(ck).resolve()
         run = next((d for d in [ck, *ck.parents] if (d / "config.yaml").is_file()), None)
@@ -586,14 +597,33 @@ def score(args) -> str:
             init = model["path"]
         else:
             init = model["init"]
-        sft, _ = held_out_eval(init, run, args)
-        rl, _ = held_out_eval(ck, run, args)
-        gain = bootstrap(rl - sft)
-        lines.append(
-            f"| {ck} | {fmt(bootstrap(sft), 'success_rate')} | {fmt(bootstrap(rl), 'success_rate')} | "
-            f"{fmt(gain, 'success_rate')} | {fmt(gain, 'f1')} | {fmt(gain, 'mean_reward')} |"
-        )
+        lines.append(row(ck, init, f"{init} (its start)", run))
+        for other in args.against or []:
+            lines.append(row(ck, check_against(other, run, args), other, run))
     return "\n".join(lines)
+
+
+def check_against(checkpoint: str, run: Path, args) -> Path:
+    """An ``--against`` checkpoint, resolved, after checking it never trained on the puzzles the
+    run is scored on (they must lie inside its held-out set, as for the run's own start)."""
+    from vrlvr.models import resolve_checkpoint
+    from vrlvr.train.data import read_heldout
+
+    try:
+        folder = resolve_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--against {checkpoint}: {exc}") from None
+    task, puzzles, _, _ = heldout_set(run, args)
+    record = read_heldout(folder, task.name)
+    if not record or record.get("task", task.name) != task.name:
+        raise SystemExit(f"--against {checkpoint}: it has no {task.name} held-out set (heldout.json)")
+    outside = [p for p in puzzles if p.key not in set(record["keys"])]
+    if outside:
+        raise SystemExit(
+            f"--against {checkpoint}: {len(outside)} of the {len(puzzles)} puzzles {run} is scored on "
+            "are outside its held-out set (it may have trained on them)"
+        )
+    return folder
 
 
 def measured_line(entries: dict) -> str:
@@ -805,6 +835,14 @@ def main(argv: list[str] | None = None) -> int:
         "of a vrlvr sft run warm-started from a checkpoint (model.path) is paired against that start",
     )
     ap.add_argument(
+        "--against",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="with --score: also pair each scored checkpoint against these (a shipped name or a "
+        "checkpoint folder) on the same puzzles, e.g. an RL run from a grown SFT model against the "
+        "shipped one; each must hold those puzzles out",
+    )
+    ap.add_argument(
         "--rollout-sampler",
         action="store_true",
         help="with --score: sample both policies as the run rolled out (SDE steps on its sde_window with "
@@ -822,6 +860,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(given) - set(TASKS))
         if unknown:
             ap.error(f"{flag}: unknown task(s) {', '.join(unknown)} ({', '.join(TASKS)})")
+    if args.against and not args.score:
+        ap.error("--against applies to --score only")
     if args.rollout_sampler and not args.score:
         ap.error("--rollout-sampler applies to --score only (the experiments evaluate with Euler sampling)")
     args.out = str(Path(args.out).resolve())  # runs are subprocesses with another working directory

@@ -2,11 +2,14 @@
 of the pipeline: 2 steps, a few puzzles; the numbers mean nothing) and writes its JSON and tables."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from vrlvr.models import resolve_checkpoint
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
 
@@ -88,7 +91,20 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [x for x in res.stdout.split("\n") if x.startswith("| /")]
     assert [r.split(" | ")[0] for r in rows] == [f"| {sft / 'final'}", f"| {ck}"]
-    assert rows[0].split(" | ")[1] == rows[1].split(" | ")[1]  # the same SFT start on the same puzzles
+    assert rows[0].split(" | ")[1:3] == rows[1].split(" | ")[1:3]  # the same SFT start, same puzzles
+    # --against: also paired with other checkpoints that hold the same puzzles out; paired with the
+    # run's own start again, it must give exactly the start's row
+    res = score(ck, "--against", "maze-tiny", sft / "final")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
+    assert [r[1] for r in rows] == ["maze-tiny (its start)", "maze-tiny", str(sft / "final")]
+    assert rows[0][2:] == rows[1][2:] and rows[0][3] == rows[2][3]  # same policy, same puzzles
+    leaky = tmp_path / "leaky"  # maze-tiny, but with a held-out set that lacks the scored puzzles
+    shutil.copytree(resolve_checkpoint("maze-tiny"), leaky)
+    record = json.loads((leaky / "heldout.json").read_text())
+    (leaky / "heldout.json").write_text(json.dumps({**record, "keys": []}))
+    res = score(ck, "--against", leaky)
+    assert res.returncode != 0 and "outside its held-out set" in res.stderr, res.stderr[-2000:]
 
 
 def _script():

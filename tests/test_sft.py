@@ -287,3 +287,81 @@ def test_a_smaller_eval_set_is_a_per_size_prefix_of_the_heldout_set():
     small, _ = eval_puzzles(maze, [7, 9], 7, 100000)
     prefix = [p for s, k in size_quotas([7, 9], 7).items() for p in [q for q in held if q.size == s][:k]]
     assert [p.key for p in small] == [p.key for p in prefix] and len(small) == 7
+
+
+def _tiny_policy(seed: int = 0, layers: int = 3) -> TinyPixelPolicy:
+    torch.manual_seed(seed)
+    cfg = TinyPixelConfig(
+        num_layers=layers, num_heads=2, head_dim=16, ffn_dim=64, text_dim=16, freq_dim=32, max_prompt_bytes=64
+    )
+    policy = TinyPixelPolicy(cfg)
+    with torch.no_grad():  # random non-zero weights everywhere (the output head is zero-initialised)
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return policy
+
+
+@pytest.mark.parametrize("layers,to", [(3, 6), (3, 4), (2, 7)])
+def test_deepen_keeps_the_function_and_spreads_the_new_blocks(layers, to):
+    from vrlvr.models.tiny import deepen
+
+    policy = _tiny_policy(layers=layers).eval()
+    grown = deepen(policy, to).eval()
+    assert grown.config.num_layers == to and len(grown.transformer.blocks) == to
+    # the old blocks keep their order; a new block is a copy of the block before it, outputs zeroed
+    old_ids, k = [], 0
+    for block in grown.transformer.blocks:
+        out = block.ffn.net[2].weight
+        if out.abs().sum() == 0:
+            assert block.attn1.to_out[0].weight.abs().sum() == 0
+            assert block.attn2.to_out[0].bias.abs().sum() == 0
+            before = policy.transformer.blocks[old_ids[-1]]  # the old block it follows
+            assert torch.equal(block.attn1.to_q.weight, before.attn1.to_q.weight)
+        else:
+            assert torch.equal(out, policy.transformer.blocks[k].ffn.net[2].weight)
+            old_ids.append(k)
+            k += 1
+    assert old_ids == list(range(layers))
+    x = torch.randn(2, 3, 5, 12, 12)
+    cond = torch.randn(2, 3, 1, 12, 12)
+    sigma = torch.tensor([0.9, 0.2])
+    prompts = ["maze 3", "maze 3 again"]
+    with torch.no_grad():
+        v0 = policy.velocity(x, sigma, policy.encode_prompts(prompts), cond)
+        v1 = grown.velocity(x, sigma, grown.encode_prompts(prompts), cond)
+    assert torch.equal(v0, v1)  # identity blocks add exact zeros
+    # and the new blocks learn: their zeroed projections get a gradient on the first backward
+    grown.train()
+    v = grown.velocity(x, sigma, grown.encode_prompts(prompts), cond)
+    (v**2).mean().backward()
+    new = [b for b in grown.transformer.blocks if b.ffn.net[2].weight.abs().sum() == 0]
+    assert new and all(b.ffn.net[2].weight.grad.abs().sum() > 0 for b in new)
+
+
+def test_deepen_refuses_what_it_cannot_grow():
+    from vrlvr.models.tiny import deepen
+
+    policy = _tiny_policy(layers=3)
+    with pytest.raises(ValueError, match="must exceed"):
+        deepen(policy, 3)
+    policy.add_lora(2)
+    with pytest.raises(ValueError, match="LoRA"):
+        deepen(policy, 5)
+    with pytest.raises(ValueError, match="model.deepen_to"):
+        load_config(SFTConfig, None, ["model.deepen_to=8"])  # nothing to grow
+    with pytest.raises(ValueError, match="model.deepen_to"):
+        load_config(SFTConfig, None, ["model.deepen_to=-1", "model.path=maze-tiny"])
+
+
+def test_sft_grows_a_checkpoint_into_a_deeper_run(tmp_path):
+    first = small_cfg(tmp_path / "a", "optim.steps=2")
+    S.train_sft(first, progress=False)
+    grown = small_cfg(
+        tmp_path / "b", f"model.path={tmp_path / 'a' / 'final'}", "model.deepen_to=4", "optim.steps=3"
+    )
+    assert S.train_sft(grown, progress=False)["step"] == 3
+    meta = json.loads((tmp_path / "b" / "final" / "policy.json").read_text())
+    assert meta["config"]["num_layers"] == 4
+    from vrlvr.models import load_policy
+
+    assert len(load_policy(tmp_path / "b" / "final").transformer.blocks) == 4

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -27,7 +28,14 @@ from vrlvr.models.conditioning import apply_condition
 from vrlvr.models.configs import TinyPixelConfig
 from vrlvr.models.policy import POLICY_FILE, VideoPolicy
 
-__all__ = ["TinyPixelConfig", "TinyPixelPolicy", "ByteTextEncoder", "frames_to_pixels", "pixels_to_frames"]
+__all__ = [
+    "TinyPixelConfig",
+    "TinyPixelPolicy",
+    "ByteTextEncoder",
+    "frames_to_pixels",
+    "pixels_to_frames",
+    "deepen",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -150,3 +158,47 @@ class TinyPixelPolicy(VideoPolicy):
         if meta.get("lora"):
             policy.load_lora(path, meta["lora"])
         return policy.to(device)
+
+
+def _silence(block: nn.Module) -> None:
+    """Zero the three residual writes of a WanTransformerBlock (self-attention, cross-attention and
+    feed-forward output projections): the block then returns its input exactly."""
+    for linear in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[2]):
+        nn.init.zeros_(linear.weight)
+        nn.init.zeros_(linear.bias)
+
+
+def deepen(policy: TinyPixelPolicy, num_layers: int) -> TinyPixelPolicy:
+    """A deeper copy of ``policy`` that computes exactly the same function (block expansion, as in
+    LLaMA Pro): ``num_layers - L`` new blocks are spread evenly between the L old ones, each a copy
+    of the block before it with its residual output projections zeroed. Gradients reach the zeroed
+    projections at once (their inputs are the copied block's activations), so training grows the
+    new blocks from the checkpoint's function instead of from noise.
+
+    Used to test whether a checkpoint that stopped improving lacks depth: SFT continues the deeper
+    model (``vrlvr sft model.path=CKPT model.deepen_to=N``). Full-weight tiny-pixel policies only."""
+    if not isinstance(policy, TinyPixelPolicy):
+        raise ValueError(f"deepen works on tiny-pixel policies, got {type(policy).__name__}")
+    if policy.lora:
+        raise ValueError("deepen needs a policy without a LoRA adapter (merge or drop it first)")
+    old = policy.config.num_layers
+    if num_layers <= old:
+        raise ValueError(f"deepen: num_layers ({num_layers}) must exceed the policy's {old} blocks")
+    cfg = dataclasses.replace(policy.config, num_layers=num_layers)
+    grown = TinyPixelPolicy(cfg).to(policy.device)
+    # everything but the blocks is shared verbatim (embeddings, text encoder, output head)
+    state = {k: v for k, v in policy.state_dict().items() if not k.startswith("transformer.blocks.")}
+    missing, _ = grown.load_state_dict(state, strict=False)
+    if any(not k.startswith("transformer.blocks.") for k in missing):  # a diffusers layout change
+        raise RuntimeError(f"deepen: the grown model has weights the checkpoint lacks: {missing[:5]}")
+    blocks: list[nn.Module] = []
+    extra = num_layers - old
+    for i, block in enumerate(policy.transformer.blocks):
+        blocks.append(copy.deepcopy(block))
+        # old block i is followed by floor((i+1) e / L) - floor(i e / L) new ones: e spread evenly
+        for _ in range((i + 1) * extra // old - i * extra // old):
+            new = copy.deepcopy(block)
+            _silence(new)
+            blocks.append(new)
+    grown.transformer.blocks = nn.ModuleList(blocks)
+    return grown.train(policy.training)

@@ -103,7 +103,12 @@ def pick_device(name: str) -> torch.device:
 def build_policy(cfg: ModelConfig, device: torch.device) -> VideoPolicy:
     if cfg.kind == "tiny-pixel":
         if cfg.path:
-            return load_policy(cfg.path, device=device)
+            policy = load_policy(cfg.path, device=device)
+            if cfg.deepen_to:
+                from vrlvr.models.tiny import deepen
+
+                policy = deepen(policy, cfg.deepen_to)
+            return policy
         from vrlvr.models.tiny import TinyPixelPolicy
 
         return TinyPixelPolicy(cfg.tiny).to(device)

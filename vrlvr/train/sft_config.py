@@ -32,6 +32,14 @@ class ModelConfig:
         metadata={"help": "wan: the diffusers-format folder; tiny-pixel: optional checkpoint to start from"},
     )
     tiny: TinyPixelConfig = field(default_factory=TinyPixelConfig)
+    deepen_to: int = field(
+        default=0,
+        metadata={
+            "help": "tiny-pixel from model.path: grow the checkpoint to this many blocks, new ones "
+            "copies of their predecessor with zeroed outputs (starts as the checkpoint's function; "
+            "0 = keep its depth)"
+        },
+    )
     lora_rank: int = field(default=0, metadata={"help": "wan: LoRA rank (0 = full fine-tune)"})
     lora_alpha: float | None = field(default=None, metadata={"help": "wan: LoRA alpha (default: the rank)"})
     max_sequence_length: int = field(default=512, metadata={"help": "wan: prompt tokens (Wan uses 512)"})
@@ -187,3 +195,10 @@ class SFTConfig:
             raise ValueError(f"eval.n ({self.eval.n}) must be <= heldout.n ({self.heldout.n})")
         if self.model.kind == "wan" and not self.model.path:
             raise ValueError("model.kind is 'wan': set model.path to a local diffusers-format Wan folder")
+        if self.model.deepen_to < 0:
+            raise ValueError(f"model.deepen_to must be >= 0, got {self.model.deepen_to}")
+        if self.model.deepen_to and (self.model.kind != "tiny-pixel" or not self.model.path):
+            raise ValueError(
+                "model.deepen_to grows a tiny-pixel checkpoint: it needs model.kind tiny-pixel and "
+                "model.path (the checkpoint to grow)"
+            )
