@@ -219,10 +219,18 @@ def stored(values: np.ndarray) -> list:
 def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
     """Per-puzzle metrics of a checkpoint on the run's held-out evaluation puzzles (the same puzzles
     for the SFT checkpoint and every RL policy of a task: the held-out set depends only on the
-    config's heldout seed), plus the baselines on them. Memoised per invocation: table4 and the
-    reward experiment reuse table1's evaluation of the same policy."""
+    config's heldout seed), plus the baselines on them. Memoised per invocation on what decides the
+    numbers (the checkpoint, the puzzles, the video, the sampler): table4 and the reward experiment
+    reuse table1's evaluation of the same policy, and a start shared by several ``--score`` runs is
+    evaluated once."""
     memo = args.__dict__.setdefault("evals", {})
-    key = (str(checkpoint), str(run))
+    task, puzzles, video, cfg = heldout_set(run, args)
+    sampler = (cfg.sampling.steps, cfg.sampling.shift)
+    if getattr(args, "rollout_sampler", False):
+        sampler += (tuple(cfg.window()), cfg.sampling.eta, cfg.sampling.mode)
+    where = Path(checkpoint)
+    name = str(where.resolve()) if where.exists() else str(checkpoint)  # a path, or a shipped name
+    key = (name, task.name, tuple(p.key for p in puzzles), video, sampler)
     if key not in memo:
         memo[key] = _held_out_eval(checkpoint, run, args)
     return memo[key]
@@ -555,7 +563,10 @@ def score(args) -> str:
     held-out puzzles, as table1 scores them: means and paired gains with 95% intervals. With
     ``--rollout-sampler`` both are sampled as the run rolled out (its SDE window, eta and mode).
     A checkpoint of a `vrlvr sft` run warm-started from a checkpoint (``model.path``) is paired
-    against that start: more SFT for the compute an RL run takes, the control RL must beat."""
+    against that start: more SFT for the compute an RL run takes, the control RL must beat.
+    Checkpoints of the same kind of run paired with the same start on the same puzzles (one recipe,
+    several training seeds) also get a row with their mean gain and its interval over the runs and
+    the puzzles."""
     import yaml
 
     sampler = "the run's rollout sampler (SDE window)" if args.rollout_sampler else "Euler sampling"
@@ -566,9 +577,14 @@ def score(args) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
 
+    paired = {}  # (base, puzzle keys, run kind) -> [per-puzzle gains of each checkpoint against it]
+
     def row(ck, base, base_name, run):
         ref, _ = held_out_eval(base, run, args)
         new, _ = held_out_eval(ck, run, args)
+        puzzles = tuple(p.key for p in heldout_set(run, args)[1])
+        kind = "vrlvr sft" if is_sft_run(run) else "vrlvr-train"
+        paired.setdefault((base_name, puzzles, kind), []).append(new - ref)
         gain = bootstrap(new - ref)
         return (
             f"| {ck} | {base_name} | {fmt(bootstrap(ref), 'success_rate')} | "
@@ -600,6 +616,15 @@ def score(args) -> str:
         lines.append(row(ck, init, f"{init} (its start)", run))
         for other in args.against or []:
             lines.append(row(ck, check_against(other, run, args), other, run))
+    # Several checkpoints paired with the same start on the same puzzles (a recipe trained with
+    # several seeds): their mean gain, with the two-way interval over runs and puzzles.
+    for (base_name, _, kind), gains in paired.items():
+        if len(gains) > 1:
+            mean = seed_bootstrap(np.stack(gains))
+            lines.append(
+                f"| mean over these {len(gains)} {kind} runs | {base_name} | - | - | "
+                f"{fmt(mean, 'success_rate')} | {fmt(mean, 'f1')} | {fmt(mean, 'mean_reward')} |"
+            )
     return "\n".join(lines)
 
 
@@ -832,7 +857,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHECKPOINT",
         help="run nothing else: score these RL checkpoints (OUT/final or OUT/checkpoints/step_N of a "
         "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired; a checkpoint "
-        "of a vrlvr sft run warm-started from a checkpoint (model.path) is paired against that start",
+        "of a vrlvr sft run warm-started from a checkpoint (model.path) is paired against that start; "
+        "several runs with the same start (training seeds) also get their mean gain",
     )
     ap.add_argument(
         "--against",

@@ -92,6 +92,15 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     rows = [x for x in res.stdout.split("\n") if x.startswith("| /")]
     assert [r.split(" | ")[0] for r in rows] == [f"| {sft / 'final'}", f"| {ck}"]
     assert rows[0].split(" | ")[1:3] == rows[1].split(" | ")[1:3]  # the same SFT start, same puzzles
+    assert "| mean over these" not in res.stdout  # an SFT run and an RL run are not one recipe
+    # two RL runs with the same start (training seeds): their mean gain, interval over runs and puzzles
+    res = score(ck, tmp_path / "runs" / "maze-rl-seed1" / "final")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
+    (mean,) = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| mean over these 2 vrlvr")]
+    assert mean[1] == "maze-tiny (its start)" and len(rows) == 2
+    gains = [float(r[4].split(" ")[0]) for r in rows]
+    assert abs(float(mean[4].split(" ")[0]) - sum(gains) / 2) <= 0.051
     # --against: also paired with other checkpoints that hold the same puzzles out; paired with the
     # run's own start again, it must give exactly the start's row
     res = score(ck, "--against", "maze-tiny", sft / "final")
@@ -218,6 +227,52 @@ def test_seed_bootstrap_counts_the_spread_between_training_seeds():
     # a constant gain has a point interval
     flat = rep.seed_bootstrap(np.full((3, 8, M), 0.25))
     assert flat["f1"]["ci95"] == [0.25, 0.25] and flat["f1"]["mean"] == 0.25
+
+
+def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch):
+    """--score with several runs of one start (training seeds): a row per run and one with their
+    mean gain; an SFT run from the same start is not averaged with the RL runs. The evaluations are
+    replaced by fixed per-puzzle values (the slow test above runs the real ones)."""
+    import argparse
+    from types import SimpleNamespace
+
+    import numpy as np
+    import yaml
+
+    rep = _script()
+    M, P = len(rep.METRICS), 40
+    rng = np.random.default_rng(0)
+    start = rng.uniform(0, 0.2, size=(P, M))
+    shift = {"rl-a": 0.10, "rl-b": 0.02, "sft-more": -0.05}
+    runs = {}
+    for name in shift:
+        run = tmp_path / name
+        (run / "final").mkdir(parents=True)
+        (run / "final" / "policy.json").write_text("{}")
+        cfg = (
+            {"model": {"path": "maze-tiny"}}
+            if name == "sft-more"
+            else {"model": {"init": "maze-tiny"}, "grpo": {}}
+        )
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        runs[name] = run
+    puzzles = [SimpleNamespace(key=f"p{i}") for i in range(P)]
+    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (None, puzzles, None, None))
+
+    def fake_eval(checkpoint, run, args):
+        name = Path(checkpoint).parent.name
+        return (start + shift[name] if name in shift else start), {}
+
+    monkeypatch.setattr(rep, "held_out_eval", fake_eval)
+    args = argparse.Namespace(
+        score=[str(runs[n] / "final") for n in shift], against=None, rollout_sampler=False
+    )
+    lines = rep.score(args).split("\n")
+    rows = [x.split(" | ") for x in lines if x.startswith(f"| {tmp_path}")]
+    assert [float(r[4].split(" ")[0]) for r in rows] == [10.0, 2.0, -5.0]
+    (mean,) = [x.split(" | ") for x in lines if x.startswith("| mean over")]
+    assert mean[0] == "| mean over these 2 vrlvr-train runs" and mean[1] == "maze-tiny (its start)"
+    assert mean[4].startswith("6.0 [2.0, 10.0]")  # the two seeds' mean; the interval spans them
 
 
 def test_tables_show_the_gain_per_training_seed():
