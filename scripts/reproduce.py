@@ -261,6 +261,22 @@ def heldout_set(run: Path, args):
     held-out puzzles. They depend only on the config's heldout seed and data and the starting
     checkpoint's held-out keys (not on the run's own eval settings), so every run of a task (any
     training seed, any recipe) is scored on the same puzzles as its SFT checkpoint."""
+    from vrlvr.train.data import HELDOUT_FILE
+
+    # memoised per invocation: generating the puzzles is the slow part, and the score table, the
+    # evaluation memo and --against ask for the same run's set several times. Keyed on the files the
+    # set is read from, so a run trained again under the same name is read again.
+    memo = args.__dict__.setdefault("heldout_sets", {})
+    key = (str(Path(run).resolve()), bool(args.quick)) + tuple(
+        (Path(run) / f).read_text() if (Path(run) / f).is_file() else None
+        for f in ("config.yaml", HELDOUT_FILE)
+    )
+    if key not in memo:
+        memo[key] = _heldout_set(run, args)
+    return memo[key]
+
+
+def _heldout_set(run: Path, args):
     from vrlvr import tasks
     from vrlvr.train.data import VideoSpec, eval_puzzles, read_heldout
 
@@ -615,7 +631,10 @@ def score(args) -> str:
             init = model["init"]
         lines.append(row(ck, init, f"{init} (its start)", run))
         for other in args.against or []:
-            lines.append(row(ck, check_against(other, run, args), other, run))
+            folder = check_against(other, run, args)
+            if folder.resolve() == _resolved(init):  # its own start: the row above already says it
+                continue
+            lines.append(row(ck, folder, other, run))
     # Several checkpoints paired with the same start on the same puzzles (a recipe trained with
     # several seeds): their mean gain, with the two-way interval over runs and puzzles.
     for (base_name, _, kind), gains in paired.items():
@@ -626,6 +645,16 @@ def score(args) -> str:
                 f"{fmt(mean, 'success_rate')} | {fmt(mean, 'f1')} | {fmt(mean, 'mean_reward')} |"
             )
     return "\n".join(lines)
+
+
+def _resolved(checkpoint: str) -> Path | None:
+    """A checkpoint name or folder as an absolute folder, or None where it does not resolve."""
+    from vrlvr.models import resolve_checkpoint
+
+    try:
+        return Path(resolve_checkpoint(checkpoint)).resolve()
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def check_against(checkpoint: str, run: Path, args) -> Path:

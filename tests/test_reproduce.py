@@ -264,8 +264,10 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
         return (start + shift[name] if name in shift else start), {}
 
     monkeypatch.setattr(rep, "held_out_eval", fake_eval)
+    monkeypatch.setattr(rep, "check_against", lambda other, run, args: resolve_checkpoint(other))
+    # --against the runs' own start: no second row saying the same as "its start"
     args = argparse.Namespace(
-        score=[str(runs[n] / "final") for n in shift], against=None, rollout_sampler=False
+        score=[str(runs[n] / "final") for n in shift], against=["maze-tiny"], rollout_sampler=False
     )
     lines = rep.score(args).split("\n")
     rows = [x.split(" | ") for x in lines if x.startswith(f"| {tmp_path}")]
@@ -273,6 +275,23 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     (mean,) = [x.split(" | ") for x in lines if x.startswith("| mean over")]
     assert mean[0] == "| mean over these 2 vrlvr-train runs" and mean[1] == "maze-tiny (its start)"
     assert mean[4].startswith("6.0 [2.0, 10.0]")  # the two seeds' mean; the interval spans them
+
+
+def test_heldout_set_is_built_once_per_run_and_again_when_the_run_changes(tmp_path, monkeypatch):
+    """The held-out set is memoised per invocation (puzzle generation is slow and the scoring asks
+    for it several times), keyed on the run's files: a run rewritten under the same name is re-read."""
+    import argparse
+
+    rep = _script()
+    run = _fake_sft_run(tmp_path / "sft", ["model.path=maze-tiny"]).parent
+    built = []
+    monkeypatch.setattr(rep, "_heldout_set", lambda r, a: built.append(r) or len(built))
+    args = argparse.Namespace(quick=True)
+    assert rep.heldout_set(run, args) == rep.heldout_set(run / "final" / "..", args) == 1
+    assert rep.heldout_set(run, argparse.Namespace(quick=False)) == 2  # another invocation: built anew
+    assert rep.heldout_set(run, args) == 1
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "seed: 3\n")
+    assert rep.heldout_set(run, args) == 3 and len(built) == 3
 
 
 def test_tables_show_the_gain_per_training_seed():

@@ -347,6 +347,11 @@ def test_deepen_refuses_what_it_cannot_grow():
     policy.add_lora(2)
     with pytest.raises(ValueError, match="LoRA"):
         deepen(policy, 5)
+    # a checkpoint with weights the grown model has no place for is refused, not silently trimmed
+    odd = _tiny_policy(layers=3)
+    odd.register_buffer("stray_scale", torch.ones(1))
+    with pytest.raises(RuntimeError, match="unexpected \\['stray_scale'\\]"):
+        deepen(odd, 5)
     with pytest.raises(ValueError, match="model.deepen_to"):
         load_config(SFTConfig, None, ["model.deepen_to=8"])  # nothing to grow
     with pytest.raises(ValueError, match="model.deepen_to"):

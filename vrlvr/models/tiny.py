@@ -188,9 +188,13 @@ def deepen(policy: TinyPixelPolicy, num_layers: int) -> TinyPixelPolicy:
     grown = TinyPixelPolicy(cfg).to(policy.device)
     # everything but the blocks is shared verbatim (embeddings, text encoder, output head)
     state = {k: v for k, v in policy.state_dict().items() if not k.startswith("transformer.blocks.")}
-    missing, _ = grown.load_state_dict(state, strict=False)
-    if any(not k.startswith("transformer.blocks.") for k in missing):  # a diffusers layout change
-        raise RuntimeError(f"deepen: the grown model has weights the checkpoint lacks: {missing[:5]}")
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("transformer.blocks.")]
+    if missing or unexpected:  # a layout change: never grow a model that silently drops weights
+        raise RuntimeError(
+            "deepen: the checkpoint and the grown model disagree outside the blocks: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     blocks: list[nn.Module] = []
     extra = num_layers - old
     for i, block in enumerate(policy.transformer.blocks):
