@@ -630,9 +630,10 @@ def score(args) -> str:
         else:
             init = model["init"]
         lines.append(row(ck, init, f"{init} (its start)", run))
+        start = _resolved(init)
         for other in args.against or []:
             folder = check_against(other, run, args)
-            if folder.resolve() == _resolved(init):  # its own start: the row above already says it
+            if folder.resolve() == start:  # its own start: the row above already says it
                 continue
             lines.append(row(ck, folder, other, run))
     # Several checkpoints paired with the same start on the same puzzles (a recipe trained with

@@ -102,12 +102,15 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     gains = [float(r[4].split(" ")[0]) for r in rows]
     assert abs(float(mean[4].split(" ")[0]) - sum(gains) / 2) <= 0.051
     # --against: also paired with other checkpoints that hold the same puzzles out; the run's own
-    # start is not paired twice (its row is already there)
-    res = score(ck, "--against", "maze-tiny", sft / "final")
+    # start is not paired twice (its row is already there), a copy of it in another folder is, and
+    # (evaluated afresh) it must give exactly the start's row
+    twin = tmp_path / "twin"
+    shutil.copytree(resolve_checkpoint("maze-tiny"), twin)
+    res = score(ck, "--against", "maze-tiny", twin, sft / "final")
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
-    assert [r[1] for r in rows] == ["maze-tiny (its start)", str(sft / "final")]
-    assert rows[0][3] == rows[1][3]  # the same policy on the same puzzles
+    assert [r[1] for r in rows] == ["maze-tiny (its start)", str(twin), str(sft / "final")]
+    assert rows[0][2:] == rows[1][2:] and rows[0][3] == rows[2][3]  # same policy, same puzzles
     leaky = tmp_path / "leaky"  # maze-tiny, but with a held-out set that lacks the scored puzzles
     shutil.copytree(resolve_checkpoint("maze-tiny"), leaky)
     record = json.loads((leaky / "heldout.json").read_text())
