@@ -27,6 +27,8 @@ from vrlvr.train.data import VideoSpec
 from vrlvr.train.grpo import (
     PuzzleStream,
     TrainingDiverged,
+    awm_loss,
+    backward_awm_loss,
     backward_grpo_loss,
     buckets_of,
     build_rl_policy,
@@ -35,7 +37,7 @@ from vrlvr.train.grpo import (
     train_grpo,
 )
 from vrlvr.train.grpo_config import GRPOConfig
-from vrlvr.train.rollout import rollout_seed, sample_rollouts
+from vrlvr.train.rollout import matching_seed, rollout_seed, sample_rollouts
 
 TINY = TinyPixelConfig(num_layers=1, num_heads=2, head_dim=8, ffn_dim=32, text_dim=16, freq_dim=16)
 
@@ -277,6 +279,95 @@ def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_p
     assert any(float(g.abs().max()) > 0 for g in got_grads)
 
 
+def test_awm_loss_is_the_advantage_weighted_velocity_error():
+    torch.manual_seed(0)
+    v, noise, x0 = (torch.randn(3, 2, 2, 4, 4) for _ in range(3))
+    adv = torch.tensor([1.0, -0.5, 0.0])
+    want = [float(a) * float(((v[i] - (noise[i] - x0[i])) ** 2).mean()) for i, a in enumerate(adv)]
+    torch.testing.assert_close(awm_loss(v, noise, x0, adv), torch.tensor(want), rtol=1e-6, atol=0)
+    # a positive advantage pulls v towards the flow's velocity noise - x0, a negative one pushes away
+    v = v.requires_grad_()
+    awm_loss(v, noise, x0, adv).sum().backward()
+    step = -v.grad  # gradient descent
+    towards = ((noise - x0 - v.detach()) * step).flatten(1).sum(1)
+    assert towards[0] > 0 and towards[1] < 0 and towards[2] == 0
+
+
+def test_awm_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path):
+    """grpo.loss=awm, two groups, beta > 0 with a live adapter: the trainer's micro-batched loss and
+    LoRA gradient against one sample at a time in fp64 formulas, with the same fresh noise."""
+    cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.beta=0.3", "grpo.loss=awm")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in policy.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    start, end = cfg.window()
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)
+    rewards = torch.tensor([[0.1, 0.9, 0.4, 0.2], [0.5, 0.6, 0.5, 0.8]], dtype=torch.float64)
+    adv, keep = group_advantages(rewards, 5.0)
+    params = policy.trainable_parameters()
+    denom = 8 * (end - start)
+
+    def generators():  # one per rollout: puzzle p of the bucket, rollout j, epoch 0
+        return [torch.Generator().manual_seed(matching_seed(0, 0, p, j, 0)) for p in (0, 1) for j in range(4)]
+
+    stats = torch.zeros(6, dtype=torch.float64)
+    policy.zero_grad(set_to_none=True)
+    backward_awm_loss(
+        policy, None, r, adv.float(), keep, 4, sigmas, start, end, cfg, denom, stats, generators()
+    )
+    got_loss, got_grads = float(stats[5]), [p.grad.clone() for p in params]
+    assert float(stats[2]) == 0 and float(stats[3]) == 8 * (end - start)
+
+    # the reference: each rollout's own draws, window steps in order, one sample at a time
+    x0 = r.latents[:, :, 1:]
+    gens = generators()
+    draws = {
+        (n, k): torch.randn(tuple(x0.shape[1:]), generator=gens[n])[None]
+        for n in range(8)
+        for k in range(start, end)
+    }
+    policy.zero_grad(set_to_none=True)
+    total = torch.zeros((), dtype=torch.float64)
+    sig = [float(s) for s in sigmas]
+    for n in range(8):
+        a = float(adv.view(-1)[n])
+        c, pe = r.cond[n : n + 1], r.prompt_embeds[n : n + 1]
+        for k in range(start, end):
+            e = draws[n, k]
+            xs = (1 - sig[k]) * x0[n : n + 1] + sig[k] * e
+            x_full = torch.cat([c, xs], dim=2)
+            sg = torch.tensor([sig[k]])
+            v = policy.velocity(x_full, sg, pe, c)[:, :, 1:].double()
+            with torch.no_grad(), policy.adapters_disabled():
+                v_ref = policy.velocity(x_full, sg, pe, c)[:, :, 1:].double()
+            err = ((v - (e.double() - x0[n : n + 1].double())) ** 2).mean()
+            _, mean, s = _reference_logp(xs, v, xs, sig[k], sig[k + 1], 0.7, sig[1])
+            _, mean_ref, _ = _reference_logp(xs, v_ref, xs, sig[k], sig[k + 1], 0.7, sig[1])
+            kl = ((mean - mean_ref) ** 2).mean() / (2 * s**2)
+            total = total + a * err + 0.3 * kl
+    total = total / denom
+    total.backward()
+    want = float(total.detach())
+    assert abs(got_loss - want) < 1e-5 * max(1.0, abs(want))
+    for g, p in zip(got_grads, params):
+        torch.testing.assert_close(g, p.grad.float(), rtol=2e-4, atol=1e-7)
+    assert any(float(g.abs().max()) > 0 for g in got_grads)
+
+
+def test_matching_seed_is_apart_from_the_rollout_and_start_seeds():
+    from vrlvr.train.rollout import start_seed
+
+    seeds = {
+        matching_seed(0, s, p, r, e) for s in range(3) for p in range(3) for r in range(4) for e in range(2)
+    }
+    assert len(seeds) == 72
+    assert not seeds & {rollout_seed(0, s, p, r) for s in range(3) for p in range(3) for r in range(4)}
+    assert not seeds & {start_seed(0, s, p) for s in range(3) for p in range(3)}
+
+
 # --- whole runs ----------------------------------------------------------------------------
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -456,6 +547,7 @@ def test_init_from_an_adapted_policy_merges_its_adapter(tiny_init, tmp_path):
         ("data.dir=/tmp", "data.dir"),
         ("data.pool=-1", "data.pool"),
         ("grpo.noise_block=0", "grpo.noise_block"),
+        ("grpo.loss=dpo", "grpo.loss"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(tiny_init, tmp_path, override, message):
@@ -565,17 +657,19 @@ class UnblueMaze(BlueMaze):
     sign = -1.0
 
 
+@pytest.mark.parametrize("loss", ["ppo", "awm"])
 @pytest.mark.parametrize("task_cls", [BlueMaze, UnblueMaze])
-def test_the_trainer_moves_the_reward_the_way_it_is_paid(tiny_init, tmp_path, task_cls):
-    """End to end (rollouts, advantages, the clipped loss, LoRA, AdamW): a few steps raise the mean
-    of a reward the policy can easily change, and its negation lowers it. A sign error anywhere in
-    the objective fails one of the two; a step that learns nothing fails both."""
+def test_the_trainer_moves_the_reward_the_way_it_is_paid(tiny_init, tmp_path, task_cls, loss):
+    """End to end (rollouts, advantages, the clipped loss or advantage-weighted matching, LoRA,
+    AdamW): a few steps raise the mean of a reward the policy can easily change, and its negation
+    lowers it. A sign error anywhere in the objective fails one of the two; a step that learns
+    nothing fails both."""
     tasks.register(task_cls.name, task_cls, overwrite=True)
     run = tmp_path / "run"
     # from the shipped maze-tiny (it paints blue paths, so blueness is within LoRA's easy reach)
     cfg = small_cfg(
         run, "maze-tiny", f"data.task={task_cls.name}", "optim.steps=8", "optim.lr=3e-3", "grpo.beta=0",
-        "eval.n=0", "grpo.group_size=8", "grpo.micro_batch=16", "lora.rank=8",
+        "eval.n=0", "grpo.group_size=8", "grpo.micro_batch=16", "lora.rank=8", f"grpo.loss={loss}",
     )  # fmt: skip
     train_grpo(cfg, progress=False)
     blue = [m["reward/blue"] for m in _metrics(run) if "reward_mean" in m]

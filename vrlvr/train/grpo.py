@@ -18,6 +18,8 @@ One step, for B = ``grpo.prompts_per_step`` puzzles and G = ``grpo.group_size`` 
    loss is normalised by the global number of contributing samples x window steps, so N processes
    give the gradient of one; backward per micro-batch (memory), one all-reduce of the gradients,
    clip, AdamW;
+   ``grpo.loss=awm`` replaces the log-prob ratio by advantage-weighted flow matching on each
+   rollout's final latent, re-noised at the window's sigmas (``backward_awm_loss``);
 6. a non-finite reward, loss or gradient skips the step (logged); ``grpo.max_nonfinite`` in a row
    stop the run with a checkpoint and a message that says what went non-finite.
 
@@ -82,7 +84,7 @@ from vrlvr.train.evaluate import (
 from vrlvr.train.exploration import step_kl, step_logprob
 from vrlvr.train.grpo_config import FROZEN_ON_RESUME, GRPOConfig
 from vrlvr.train.logger import MetricsLogger, plot_curves
-from vrlvr.train.rollout import GroupBucket, RolloutBatch, sample_rollouts
+from vrlvr.train.rollout import GroupBucket, RolloutBatch, matching_seed, sample_rollouts
 from vrlvr.train.run_dir import check_checkpoint_meta, checkpoint_meta
 from vrlvr.train.sft import lr_lambda
 
@@ -95,6 +97,8 @@ __all__ = [
     "reward_config_for",
     "TrainingDiverged",
     "backward_grpo_loss",
+    "backward_awm_loss",
+    "awm_loss",
 ]
 
 
@@ -591,10 +595,20 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
             denom = n_contrib * W
             for epoch in range(g_cfg.inner_epochs):
                 opt.zero_grad(set_to_none=True)
-                for r, adv, keep in zip(rollouts, advs, keeps):
-                    backward_grpo_loss(
-                        policy, ref_policy, r, adv, keep, G, sigmas, start, end, cfg, denom, stats, epoch
-                    )
+                for b, r, adv, keep in zip(buckets, rollouts, advs, keeps):
+                    if g_cfg.loss == "awm":
+                        gens = [
+                            torch.Generator().manual_seed(matching_seed(cfg.seed, step, pi, j, epoch))
+                            for pi in b.puzzle_index
+                            for j in range(G)
+                        ]  # one per rollout, in the bucket's row order
+                        backward_awm_loss(
+                            policy, ref_policy, r, adv, keep, G, sigmas, start, end, cfg, denom, stats, gens
+                        )
+                    else:
+                        backward_grpo_loss(
+                            policy, ref_policy, r, adv, keep, G, sigmas, start, end, cfg, denom, stats, epoch
+                        )
                 _all_reduce_grads(params, info)
                 gn = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"))
                 gnorm = float(gn)
@@ -766,3 +780,84 @@ def backward_grpo_loss(
     acc = acc.cpu()  # one sync per bucket and epoch
     stats[[0, 1, 2, 3, 5]] += acc[[0, 1, 2, 3, 5]]
     stats[4] = max(float(stats[4]), float(acc[4]))
+
+
+def awm_loss(v: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """fp32 [m] advantage-weighted flow-matching loss: adv x mean over elements of |v - (noise - x0)|^2.
+
+    v, noise, x0 [m, C, f, h, w]; adv [m]. With x_s = (1 - s) x0 + s noise the flow's velocity is
+    noise - x0, so a positive advantage pulls v_theta(x_s) towards the rollout's own x0 and a negative
+    one pushes it away; within a group the advantages sum to ~0, so what the whole group shares cancels.
+    The squared error is upcast to fp32 (bf16 policies on GPUs)."""
+    err = (v.float() - (noise.float() - x0.float())).pow(2).flatten(1).mean(dim=1)  # [m]
+    return adv * err
+
+
+def backward_awm_loss(
+    policy, ref_policy, r: RolloutBatch, adv, keep, G, sigmas, start, end, cfg, denom, stats, gens
+):
+    """Backward of the advantage-weighted matching loss (``grpo.loss=awm``) of one bucket's
+    contributing samples, micro-batch by micro-batch: for every window step k, the final latents'
+    generated frames x0 are re-noised to sigma_k with fresh noise and v_theta(x_s) is regressed
+    towards noise - x0, weighted by the advantage (``awm_loss``). ``gens``: one CPU generator per
+    row (``matching_seed``), drawn once per window step in order, so the noise depends neither on
+    the micro-batching nor on the device or the number of processes. The KL (beta > 0 in the loss,
+    else watched on the first window step) is the step Gaussians' KL between v_theta and v_ref at
+    the same x_s. Terms are divided by ``denom`` as in ``backward_grpo_loss``; ``stats`` gets the
+    weighted loss in place of the surrogate, no clipped terms and ratio 1."""
+    g_cfg = cfg.grpo
+    sig = [float(s) for s in sigmas]
+    device = policy.device
+    sig_dev = sigmas.to(device)
+    adv_rows = adv.reshape(-1)  # [N]
+    keep_rows = keep.repeat_interleave(G)  # [N]
+    N = adv_rows.shape[0]
+    mb = g_cfg.micro_batch
+    acc = torch.zeros(6, dtype=torch.float64, device=device)
+    for b0 in range(0, N, mb):
+        rows = torch.arange(b0, min(N, b0 + mb))
+        rows = rows[keep_rows[rows]]
+        if len(rows) == 0:
+            continue
+        cb, pe = r.cond[rows], r.prompt_embeds[rows]
+        a = adv_rows[rows].to(device)
+        x0 = r.latents[rows][:, :, 1:].to(device)  # [m, C, f - 1, h, w] generated frames
+        m = len(rows)
+        for k in range(start, end):
+            noise = torch.stack([torch.randn(tuple(x0.shape[1:]), generator=gens[i]) for i in rows.tolist()])
+            noise = noise.to(device)  # [m, C, f - 1, h, w]
+            xs = (1.0 - sig[k]) * x0 + sig[k] * noise
+            v = policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)[:, :, 1:]
+            weighted = awm_loss(v, noise, x0, a)  # [m]
+            loss = weighted
+            kl = torch.zeros_like(loss)
+            watch = g_cfg.beta == 0 and k == start  # as in backward_grpo_loss
+            if g_cfg.beta > 0 or watch:
+                with torch.no_grad():
+                    if ref_policy is not None:
+                        v_ref = ref_policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)
+                    else:
+                        with policy.adapters_disabled():
+                            v_ref = policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)
+                kl = step_kl(
+                    v.detach() if watch else v,
+                    v_ref[:, :, 1:],
+                    sig[k],
+                    sig[k + 1],
+                    eta=cfg.sampling.eta,
+                    mode=cfg.sampling.mode,
+                    block=1,
+                )
+                if watch:
+                    kl = kl.detach() * (end - start)
+                else:
+                    loss = loss + g_cfg.beta * kl
+            total = loss.sum() / denom
+            total.backward()
+            with torch.no_grad():
+                acc[0] += weighted.detach().sum()
+                acc[1] += kl.sum()
+                acc[3] += m
+                acc[5] += total.detach()
+    acc = acc.cpu()  # one sync per bucket
+    stats[[0, 1, 2, 3, 5]] += acc[[0, 1, 2, 3, 5]]

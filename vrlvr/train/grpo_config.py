@@ -185,6 +185,17 @@ class GRPOSettings:
             "no gain, README)"
         },
     )
+    loss: Literal["ppo", "awm"] = field(
+        default="ppo",
+        metadata={
+            "help": "ppo: Flow-GRPO's clipped ratio of the SDE log-probs of the window steps (the paper's). "
+            "awm: advantage-weighted flow matching (Xue et al. 2025): each contributing rollout's final "
+            "latent x0 is re-noised at the window steps' sigmas with fresh noise e, x_s = (1 - s) x0 + s e, "
+            "and the loss is advantage x |v_theta(x_s) - (e - x0)|^2 (mean over elements): the policy "
+            "gradient's direction in expectation without the score function's per-pixel SDE noise, "
+            "and it credits the initial noise the SDE log-probs cannot (docs/findings.md)"
+        },
+    )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
     micro_batch: int = field(
         default=8, metadata={"help": "samples per forward/backward (bounds memory; rollouts too)"}

@@ -45,6 +45,15 @@ def start_seed(seed: int, step: int, puzzle: int) -> int:
     return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
 
 
+def matching_seed(seed: int, step: int, puzzle: int, rollout: int, epoch: int) -> int:
+    """A 63-bit seed for the fresh noise ``grpo.loss=awm`` re-noises one rollout's final latent with
+    in one epoch: from these coordinates alone (like ``rollout_seed``), so N processes draw what one
+    draws; its own spawn key keeps it apart from the rollouts' seeds."""
+    ss = np.random.SeedSequence([int(seed), int(step), int(puzzle), int(rollout), int(epoch)], spawn_key=(2,))
+    state = ss.generate_state(2)
+    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+
+
 @dataclass
 class GroupBucket:
     """Groups (puzzles) of one step that share a task and frame geometry, so their rollouts batch."""
