@@ -221,6 +221,15 @@ def _reference_logp(x, v, x_next, sigma, sigma_next, eta, sigma_max, block=1):
     return lp.flatten(1).mean(1) / block**2, mean, s
 
 
+def _make_adapter_live(policy) -> None:
+    """LoRA B is zero at init (the adapter changes nothing); give it values so the KL term is live."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in policy.transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+
+
 @pytest.mark.parametrize("block", [1, 4])
 def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path, block):
     """Two groups, LoRA with non-zero B (so the KL term is live), beta > 0, one group partly clipped;
@@ -229,11 +238,7 @@ def test_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_p
         tiny_init, tmp_path, "grpo.beta=0.3", "grpo.clip_range=0.05", f"grpo.noise_block={block}"
     )
     assert ref is None  # LoRA: the reference is the same transformer with adapters off
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for n, p in policy.transformer.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    _make_adapter_live(policy)
     sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
     start, end = cfg.window()
     r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4, noise_block=block)
@@ -297,11 +302,7 @@ def test_awm_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, t
     """grpo.loss=awm, two groups, beta > 0 with a live adapter: the trainer's micro-batched loss and
     LoRA gradient against one sample at a time in fp64 formulas, with the same fresh noise."""
     cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.beta=0.3", "grpo.loss=awm")
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for n, p in policy.transformer.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    _make_adapter_live(policy)
     sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
     start, end = cfg.window()
     r = sample_rollouts(policy, bucket, 4, 3, sigmas, (start, end), 0.7, "sde", 0, 0, 4)

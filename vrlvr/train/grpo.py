@@ -703,6 +703,51 @@ def _load_trainable(policy: VideoPolicy, folder: str | Path) -> None:
     policy.load_state_dict(saved.state_dict())
 
 
+def _contributing_chunks(keep: torch.Tensor, G: int, micro_batch: int):
+    """Yield the rows (int64 [m], m >= 1) of each micro-batch of a bucket's N = n * G rollouts that
+    belong to contributing groups (keep bool [n]); the chunks are the rollout's own, so the first
+    ratio re-scores each sample in the batch it was sampled in."""
+    keep_rows = keep.repeat_interleave(G)  # [N]
+    N = keep_rows.shape[0]
+    for b0 in range(0, N, micro_batch):
+        rows = torch.arange(b0, min(N, b0 + micro_batch))
+        rows = rows[keep_rows[rows]]
+        if len(rows):
+            yield rows
+
+
+def _window_kl(
+    policy, ref_policy, v, x_full, sigma_k, pe, cb, sig, k, start, end, cfg, block
+) -> torch.Tensor:
+    """fp32 [m] KL between the step Gaussians of v ([m, C, f - 1, h, w], the generated frames of
+    v_theta(x_full)) and of v_ref at the same input: the frozen copy (``ref_policy``, full fine-tune)
+    or the same transformer with its adapters off. beta > 0: every window step's KL, differentiable
+    (the caller adds beta x it to the loss). beta = 0: it is only watched, on the first window step
+    of each micro-batch (one reference forward instead of W), detached and counted W times, so the
+    division by all terms logs that step's mean; the other steps give zeros."""
+    g_cfg, s_cfg = cfg.grpo, cfg.sampling
+    watch = g_cfg.beta == 0 and k == start
+    if not (g_cfg.beta > 0 or watch):
+        return torch.zeros(v.shape[0], dtype=torch.float32, device=v.device)
+    m = v.shape[0]
+    with torch.no_grad():
+        if ref_policy is not None:
+            v_ref = ref_policy.velocity(x_full, sigma_k.expand(m), pe, cb)
+        else:
+            with policy.adapters_disabled():
+                v_ref = policy.velocity(x_full, sigma_k.expand(m), pe, cb)
+    kl = step_kl(
+        v.detach() if watch else v,
+        v_ref[:, :, 1:],
+        sig[k],
+        sig[k + 1],
+        eta=s_cfg.eta,
+        mode=s_cfg.mode,
+        block=block,
+    )
+    return kl.detach() * (end - start) if watch else kl
+
+
 def backward_grpo_loss(
     policy, ref_policy, r: RolloutBatch, adv, keep, G, sigmas, start, end, cfg, denom, stats, epoch
 ):
@@ -718,54 +763,24 @@ def backward_grpo_loss(
     device = policy.device
     sig_dev = sigmas.to(device)
     adv_rows = adv.reshape(-1)  # [N]
-    keep_rows = keep.repeat_interleave(G)  # [N]
-    N = adv_rows.shape[0]
-    mb = g_cfg.micro_batch
     acc = torch.zeros(6, dtype=torch.float64, device=device)  # the same sums as ``stats``
-    for b0 in range(0, N, mb):
-        rows = torch.arange(b0, min(N, b0 + mb))
-        rows = rows[keep_rows[rows]]
-        if len(rows) == 0:
-            continue
+    for rows in _contributing_chunks(keep, G, g_cfg.micro_batch):
         cb, pe = r.cond[rows], r.prompt_embeds[rows]
         a = adv_rows[rows].to(device)
         m = len(rows)
         for k in range(start, end):
             xk = r.states[k - start][rows]  # [m, C, f - 1, h, w]
             xk1 = r.states[k + 1 - start][rows]
-            v = policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)[:, :, 1:]
+            x_full = torch.cat([cb, xk], dim=2)  # [m, C, f, h, w]: the clean frame 0, then x_k
+            v = policy.velocity(x_full, sig_dev[k].expand(m), pe, cb)[:, :, 1:]
             logp = step_logprob(
                 xk, v, xk1, sig[k], sig[k + 1], eta=s_cfg.eta, mode=s_cfg.mode, block=g_cfg.noise_block
             )  # [m]
             pg, ratio = ppo_loss(logp, r.logp[rows, k - start].to(device), a, g_cfg.clip_range)
-            loss = pg
-            kl = torch.zeros_like(pg)
-            # beta > 0: the KL of every term is in the loss. beta = 0: it is only watched, on the
-            # first window step of each micro-batch (one reference forward instead of W), and the
-            # logged mean is that step's KL (its sum counted W times, so the division by all
-            # terms gives that step's mean)
-            watch = g_cfg.beta == 0 and k == start
-            if g_cfg.beta > 0 or watch:
-                with torch.no_grad():
-                    if ref_policy is not None:
-                        v_ref = ref_policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)
-                    else:
-                        with policy.adapters_disabled():
-                            v_ref = policy.velocity(torch.cat([cb, xk], dim=2), sig_dev[k].expand(m), pe, cb)
-                v_kl = v.detach() if watch else v
-                kl = step_kl(
-                    v_kl,
-                    v_ref[:, :, 1:],
-                    sig[k],
-                    sig[k + 1],
-                    eta=s_cfg.eta,
-                    mode=s_cfg.mode,
-                    block=g_cfg.noise_block,
-                )
-                if watch:
-                    kl = kl.detach() * (end - start)
-                else:
-                    loss = pg + g_cfg.beta * kl
+            kl = _window_kl(
+                policy, ref_policy, v, x_full, sig_dev[k], pe, cb, sig, k, start, end, cfg, g_cfg.noise_block
+            )
+            loss = pg + g_cfg.beta * kl if g_cfg.beta > 0 else pg
             total = loss.sum() / denom
             total.backward()
             with torch.no_grad():  # on the device: no host sync per micro-batch
@@ -810,15 +825,8 @@ def backward_awm_loss(
     device = policy.device
     sig_dev = sigmas.to(device)
     adv_rows = adv.reshape(-1)  # [N]
-    keep_rows = keep.repeat_interleave(G)  # [N]
-    N = adv_rows.shape[0]
-    mb = g_cfg.micro_batch
     acc = torch.zeros(6, dtype=torch.float64, device=device)
-    for b0 in range(0, N, mb):
-        rows = torch.arange(b0, min(N, b0 + mb))
-        rows = rows[keep_rows[rows]]
-        if len(rows) == 0:
-            continue
+    for rows in _contributing_chunks(keep, G, g_cfg.micro_batch):
         cb, pe = r.cond[rows], r.prompt_embeds[rows]
         a = adv_rows[rows].to(device)
         x0 = r.latents[rows][:, :, 1:].to(device)  # [m, C, f - 1, h, w] generated frames
@@ -827,31 +835,11 @@ def backward_awm_loss(
             noise = torch.stack([torch.randn(tuple(x0.shape[1:]), generator=gens[i]) for i in rows.tolist()])
             noise = noise.to(device)  # [m, C, f - 1, h, w]
             xs = (1.0 - sig[k]) * x0 + sig[k] * noise
-            v = policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)[:, :, 1:]
+            x_full = torch.cat([cb, xs], dim=2)  # [m, C, f, h, w]: the clean frame 0, then x_s
+            v = policy.velocity(x_full, sig_dev[k].expand(m), pe, cb)[:, :, 1:]
             weighted = awm_loss(v, noise, x0, a)  # [m]
-            loss = weighted
-            kl = torch.zeros_like(loss)
-            watch = g_cfg.beta == 0 and k == start  # as in backward_grpo_loss
-            if g_cfg.beta > 0 or watch:
-                with torch.no_grad():
-                    if ref_policy is not None:
-                        v_ref = ref_policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)
-                    else:
-                        with policy.adapters_disabled():
-                            v_ref = policy.velocity(torch.cat([cb, xs], dim=2), sig_dev[k].expand(m), pe, cb)
-                kl = step_kl(
-                    v.detach() if watch else v,
-                    v_ref[:, :, 1:],
-                    sig[k],
-                    sig[k + 1],
-                    eta=cfg.sampling.eta,
-                    mode=cfg.sampling.mode,
-                    block=1,
-                )
-                if watch:
-                    kl = kl.detach() * (end - start)
-                else:
-                    loss = loss + g_cfg.beta * kl
+            kl = _window_kl(policy, ref_policy, v, x_full, sig_dev[k], pe, cb, sig, k, start, end, cfg, 1)
+            loss = weighted + g_cfg.beta * kl if g_cfg.beta > 0 else weighted
             total = loss.sum() / denom
             total.backward()
             with torch.no_grad():
