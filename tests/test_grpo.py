@@ -298,10 +298,29 @@ def test_awm_loss_is_the_advantage_weighted_velocity_error():
     assert towards[0] > 0 and towards[1] < 0 and towards[2] == 0
 
 
-def test_awm_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path):
+@pytest.mark.parametrize("negative", [0.0, 0.25])
+def test_awm_negative_scales_only_the_below_average_terms(negative):
+    torch.manual_seed(1)
+    v, noise, x0 = (torch.randn(4, 2, 2, 4, 4) for _ in range(3))
+    adv = torch.tensor([1.5, -0.5, 0.0, -1.0])
+    plain = awm_loss(v, noise, x0, adv)
+    got = awm_loss(v, noise, x0, adv, negative)
+    want = torch.where(adv < 0, negative * plain, plain)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    if negative == 0.0:  # a weighted regression on the above-average rollouts: bounded below by 0
+        assert float(got.min()) >= 0 and float(got[0]) > 0
+        far = awm_loss(v + 100.0, noise, x0, adv, negative)  # v far from every target
+        assert float(far.sum()) > float(got.sum())  # moving away no longer pays
+
+
+@pytest.mark.parametrize("negative", [1.0, 0.0])
+def test_awm_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, tmp_path, negative):
     """grpo.loss=awm, two groups, beta > 0 with a live adapter: the trainer's micro-batched loss and
-    LoRA gradient against one sample at a time in fp64 formulas, with the same fresh noise."""
-    cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path, "grpo.beta=0.3", "grpo.loss=awm")
+    LoRA gradient against one sample at a time in fp64 formulas, with the same fresh noise; with
+    grpo.awm_negative=0 the below-average rollouts keep only their KL term."""
+    cfg, policy, _, (bucket,) = _bucket_and_policy(
+        tiny_init, tmp_path, "grpo.beta=0.3", "grpo.loss=awm", f"grpo.awm_negative={negative}"
+    )
     _make_adapter_live(policy)
     sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
     start, end = cfg.window()
@@ -335,6 +354,7 @@ def test_awm_trainer_loss_and_lora_gradient_equal_a_plain_reference(tiny_init, t
     sig = [float(s) for s in sigmas]
     for n in range(8):
         a = float(adv.view(-1)[n])
+        a = negative * a if a < 0 else a
         c, pe = r.cond[n : n + 1], r.prompt_embeds[n : n + 1]
         for k in range(start, end):
             e = draws[n, k]
@@ -549,11 +569,14 @@ def test_init_from_an_adapted_policy_merges_its_adapter(tiny_init, tmp_path):
         ("data.pool=-1", "data.pool"),
         ("grpo.noise_block=0", "grpo.noise_block"),
         ("grpo.loss=dpo", "grpo.loss"),
+        ("grpo.awm_negative=0.5", "grpo.awm_negative"),  # weighs awm's terms; the loss is ppo
+        ("grpo.loss=awm grpo.awm_negative=-0.1", "grpo.awm_negative"),
+        ("grpo.loss=awm grpo.awm_negative=1.5", "grpo.awm_negative"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(tiny_init, tmp_path, override, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
-        small_cfg(tmp_path, tiny_init, override)
+        small_cfg(tmp_path, tiny_init, *override.split())
 
 
 def test_unknown_keys_name_the_closest_valid_one(tiny_init, tmp_path):

@@ -797,15 +797,21 @@ def backward_grpo_loss(
     stats[4] = max(float(stats[4]), float(acc[4]))
 
 
-def awm_loss(v: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-    """fp32 [m] advantage-weighted flow-matching loss: adv x mean over elements of |v - (noise - x0)|^2.
+def awm_loss(
+    v: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor, adv: torch.Tensor, negative: float = 1.0
+) -> torch.Tensor:
+    """fp32 [m] advantage-weighted flow-matching loss: w x mean over elements of |v - (noise - x0)|^2,
+    w = adv, or ``negative`` x adv where adv < 0.
 
     v, noise, x0 [m, C, f, h, w]; adv [m]. With x_s = (1 - s) x0 + s noise the flow's velocity is
     noise - x0, so a positive advantage pulls v_theta(x_s) towards the rollout's own x0 and a negative
     one pushes it away; within a group the advantages sum to ~0, so what the whole group shares cancels.
-    The squared error is upcast to fp32 (bf16 policies on GPUs)."""
+    The push is unbounded (the loss falls as the error grows); ``negative`` < 1 damps it and 0 leaves
+    a weighted regression on the above-average rollouts, bounded below by 0. The squared error is
+    upcast to fp32 (bf16 policies on GPUs)."""
     err = (v.float() - (noise.float() - x0.float())).pow(2).flatten(1).mean(dim=1)  # [m]
-    return adv * err
+    w = adv if negative == 1.0 else torch.where(adv < 0, negative * adv, adv)
+    return w * err
 
 
 def backward_awm_loss(
@@ -837,7 +843,7 @@ def backward_awm_loss(
             xs = (1.0 - sig[k]) * x0 + sig[k] * noise
             x_full = torch.cat([cb, xs], dim=2)  # [m, C, f, h, w]: the clean frame 0, then x_s
             v = policy.velocity(x_full, sig_dev[k].expand(m), pe, cb)[:, :, 1:]
-            weighted = awm_loss(v, noise, x0, a)  # [m]
+            weighted = awm_loss(v, noise, x0, a, g_cfg.awm_negative)  # [m]
             kl = _window_kl(policy, ref_policy, v, x_full, sig_dev[k], pe, cb, sig, k, start, end, cfg, 1)
             loss = weighted + g_cfg.beta * kl if g_cfg.beta > 0 else weighted
             total = loss.sum() / denom

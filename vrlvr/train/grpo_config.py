@@ -197,6 +197,15 @@ class GRPOSettings:
             "tiny tasks: better F1 on maze, no gain on flowfree, sokoban comes apart (README)"
         },
     )
+    awm_negative: float = field(
+        default=1.0,
+        metadata={
+            "help": "grpo.loss=awm only: weight of the below-average rollouts' term (negative advantages), "
+            "in [0, 1]. 1: plain AWM, which pushes v_theta away from failed samples without bound (measured: "
+            "frames blur and success collapses on sokoban and on one of two 8-block maze seeds); 0: only "
+            "above-average rollouts are regressed on, weighted by their advantage, a loss bounded below"
+        },
+    )
     inner_epochs: int = field(default=1, metadata={"help": "optimisation passes over each rollout batch"})
     micro_batch: int = field(
         default=8, metadata={"help": "samples per forward/backward (bounds memory; rollouts too)"}
@@ -326,6 +335,12 @@ class GRPOConfig:
         for key, val in (("sampling.eta", s.eta), ("grpo.clip_range", g.clip_range), ("grpo.beta", g.beta)):
             if val < 0:
                 raise ValueError(f"{key} must be >= 0, got {val}")
+        if not 0.0 <= g.awm_negative <= 1.0:
+            raise ValueError(f"grpo.awm_negative must be in [0, 1], got {g.awm_negative}")
+        if g.loss != "awm" and g.awm_negative != 1.0:
+            raise ValueError(
+                f"grpo.awm_negative weighs grpo.loss=awm's negative advantages; grpo.loss is {g.loss!r}"
+            )
         if s.eta == 0:
             raise ValueError("sampling.eta must be > 0: without noise the rollouts of a group are identical")
         if g.adv_clip <= 0:
