@@ -28,30 +28,32 @@ from vrlvr.models.conditioning import apply_condition
 from vrlvr.ops import sde_step
 from vrlvr.train.exploration import block_noise, step_logprob
 
-__all__ = ["rollout_seed", "start_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
+__all__ = ["rollout_seed", "start_seed", "matching_seed", "GroupBucket", "RolloutBatch", "sample_rollouts"]
+
+
+def _seed63(coords: list[int], spawn_key: tuple[int, ...] = ()) -> int:
+    """A 63-bit seed from integer coordinates (SeedSequence mixes them; no collisions in practice);
+    a distinct ``spawn_key`` keeps one kind of seed apart from the others."""
+    state = np.random.SeedSequence([int(c) for c in coords], spawn_key=spawn_key).generate_state(2)
+    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
 
 
 def rollout_seed(seed: int, step: int, puzzle: int, rollout: int) -> int:
-    """A 63-bit seed for one rollout (SeedSequence mixes the four integers; no collisions in practice)."""
-    state = np.random.SeedSequence([int(seed), int(step), int(puzzle), int(rollout)]).generate_state(2)
-    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+    """A 63-bit seed for one rollout."""
+    return _seed63([seed, step, puzzle, rollout])
 
 
 def start_seed(seed: int, step: int, puzzle: int) -> int:
     """A 63-bit seed for the initial noise shared by a puzzle's rollouts (``shared_start``); its own
     spawn key keeps it apart from every ``rollout_seed``."""
-    ss = np.random.SeedSequence([int(seed), int(step), int(puzzle)], spawn_key=(1,))
-    state = ss.generate_state(2)
-    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+    return _seed63([seed, step, puzzle], spawn_key=(1,))
 
 
 def matching_seed(seed: int, step: int, puzzle: int, rollout: int, epoch: int) -> int:
     """A 63-bit seed for the fresh noise ``grpo.loss=awm`` re-noises one rollout's final latent with
     in one epoch: from these coordinates alone (like ``rollout_seed``), so N processes draw what one
     draws; its own spawn key keeps it apart from the rollouts' seeds."""
-    ss = np.random.SeedSequence([int(seed), int(step), int(puzzle), int(rollout), int(epoch)], spawn_key=(2,))
-    state = ss.generate_state(2)
-    return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
+    return _seed63([seed, step, puzzle, rollout, epoch], spawn_key=(2,))
 
 
 @dataclass
