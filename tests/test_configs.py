@@ -51,3 +51,32 @@ def test_tiny_configs_match_the_shipped_checkpoint(task):
         )
         assert dict(d.options) == dict(shipped.get("options") or {}) == dict(held.get("options") or {})
     assert (rl.heldout.seed, rl.heldout.n) == (held["seed"], held["n"])
+
+
+@pytest.mark.parametrize("task", ["maze", "sokoban"])
+def test_deep8_checkpoints_start_the_tiny_configs(task):
+    """The shipped 8-block starts (`model.init=<task>-deep8`) have configs/<task>-tiny.yaml's puzzles
+    (generator options included), video and held-out set, and 8 blocks where <task>-tiny has 4."""
+    import json
+
+    from vrlvr.models.policy import resolve_checkpoint
+
+    deep, tiny = (
+        json.loads((resolve_checkpoint(n) / "policy.json").read_text())
+        for n in (f"{task}-deep8", f"{task}-tiny")
+    )
+    held = json.loads((resolve_checkpoint(f"{task}-deep8") / "heldout.json").read_text())
+    rl = load_config(GRPOConfig, CONFIGS[0].parent / f"{task}-tiny.yaml", [f"model.init={task}-deep8"])
+    d = rl.data
+    assert deep["task"] == task and (d.sizes, d.num_frames, d.cell_px) == (
+        deep["data"]["sizes"],
+        deep["data"]["num_frames"],
+        deep["data"]["cell_px"],
+    )
+    assert dict(d.options) == dict(deep["data"].get("options") or {})
+    assert (rl.heldout.seed, rl.heldout.n) == (held["seed"], held["n"])
+    assert held == json.loads((resolve_checkpoint(f"{task}-tiny") / "heldout.json").read_text())
+    assert (deep["config"]["num_layers"], tiny["config"]["num_layers"]) == (8, 4)
+    assert {k: v for k, v in deep["config"].items() if k != "num_layers"} == {
+        k: v for k, v in tiny["config"].items() if k != "num_layers"
+    }

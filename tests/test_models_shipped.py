@@ -81,9 +81,6 @@ def test_checkpoints_ship_in_the_wheel():
     assert not any("checkpoints" in x or "safetensors" in x for x in cfg.get("wheel", {}).get("exclude", []))
     patterns = (ROOT / ".gitignore").read_text().splitlines()  # scikit-build-core honours .gitignore
     assert _ignored("build/x.o", patterns)  # the matcher works
-    for f in (
-        "vrlvr/checkpoints/maze-tiny/model.safetensors",
-        "vrlvr/checkpoints/maze-tiny/policy.json",
-        "vrlvr/checkpoints/maze-tiny/heldout.json",
-    ):
-        assert not _ignored(f, patterns), f
+    for name in SHIPPED_RECIPES:
+        for f in ("model.safetensors", "policy.json", "heldout.json"):
+            assert not _ignored(f"vrlvr/checkpoints/{name}/{f}", patterns), (name, f)
