@@ -6,8 +6,9 @@
 Experiments (every number on held-out puzzles, canonical keys never trained on in SFT or RL, with
 several samples per puzzle and 95% bootstrap intervals over puzzles, beside the trivial baselines):
 
-- ``table1`` (paper Table 1): the SFT checkpoint vs the RL policy that `vrlvr-train` makes from it
-  with configs/<task>-tiny.yaml, for maze, flowfree and sokoban: success, loose success,
+- ``table1`` (paper Table 1): the SFT checkpoint configs/<task>-tiny.yaml starts from (its
+  model.init: maze-tiny, flowfree-deep8, sokoban-deep8) vs the RL policy that `vrlvr-train` makes
+  from it with that config, for maze, flowfree and sokoban: success, loose success,
   precision, recall, F1, reward, and the paired gain RL - SFT with its interval; for the
   ``--seed-tasks`` (maze) the recipe is trained with ``--seeds`` (3) training seeds and the gain is
   also given per seed and over seeds, with an interval over seeds and puzzles; for the
@@ -159,6 +160,12 @@ def config_of(task: str) -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "configs" / f"{task}-tiny.yaml").read_text())
+
+
+def start_of(task: str) -> str:
+    """The SFT checkpoint configs/<task>-tiny.yaml starts RL from (its model.init: a shipped name such
+    as sokoban-deep8, or a folder): table 1's SFT column, the reward experiment's and the control's start."""
+    return str(config_of(task).get("model", {}).get("init") or f"{task}-tiny")
 
 
 def provenance(*runs: Path) -> dict:
@@ -390,9 +397,11 @@ def exp_table1(args) -> dict:
     for task in args.tasks:
         runs = seed_runs(task, args)
         run = runs[0]
-        sft_vals, baselines = held_out_eval(f"{task}-tiny", run, args)
+        start = start_of(task)
+        sft_vals, baselines = held_out_eval(start, run, args)
         rl_vals, _ = held_out_eval(run / "final", run, args)
         out[task] = {
+            "sft_checkpoint": start,
             "puzzles": len(sft_vals),
             "samples": 1 if args.quick else SAMPLES,
             "recipe": config_summary(run),
@@ -431,7 +440,7 @@ def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: li
     from vrlvr.train.data import read_heldout
 
     config = ROOT / "configs" / f"{task}-tiny-sft.yaml"
-    overrides = [f"model.path={task}-tiny", *([] if args.quick else SFT_CONTROL)]
+    overrides = [f"model.path={start_of(task)}", *([] if args.quick else SFT_CONTROL)]
     run = train(f"{task}-sft-more", config, overrides, args, command="sft")
     # never scored on a puzzle the control trained on: table 1's puzzles must be in its held-out set
     keys = {p.key for p in heldout_set(rl_run_dir, args)[1]}
@@ -474,6 +483,7 @@ def config_summary(run: Path) -> dict:
         "reward": f"{r.get('kind', 'dense')}/{r.get('preset', 'default')}",
         "prompts_x_group": f"{g.get('prompts_per_step')}x{g.get('group_size')}",
         "sde_window": g.get("sde_window"),
+        "loss": g.get("loss", "ppo"),
         "beta": g.get("beta"),
         "seed": c.get("seed", 0),
     }
@@ -525,7 +535,7 @@ def exp_reward(args) -> dict:
     for task in [t for t in ("maze", "flowfree") if t in args.tasks]:
         runs = {kind: kind_run(task, kind, args) for kind in ("dense", "sparse")}
         shipped = rl_run(task, args)
-        sft_vals, _ = held_out_eval(f"{task}-tiny", shipped, args)
+        sft_vals, _ = held_out_eval(start_of(task), shipped, args)
         vals = {kind: held_out_eval(r / "final", r, args)[0] for kind, r in runs.items()}
         out[task] = {
             "shipped": config_of(task).get("reward", {}).get("kind", "dense"),
@@ -746,8 +756,11 @@ def tables(results: dict, quick: bool) -> str:
                 if best
                 else "-"
             )
+            # a recipe that starts from another SFT checkpoint than the shipped <task>-tiny says so
+            start = r.get("sft_checkpoint", f"{task}-tiny")
+            name = task if start == f"{task}-tiny" else f"{task} (SFT: {start})"
             lines.append(
-                f"| {task} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
+                f"| {name} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
             )
         lines += ["", measured_line(results["table1"]), ""]
         seeded = {t: r["seeds"] for t, r in results["table1"].items() if "seeds" in r}
@@ -948,7 +961,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         timing_path = Path(args.out) / "seconds.json"
         timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-        timing[name] = round(time.time() - t0, 1)
+        # a rerun of some tasks times those tasks only: kept under its own key, beside the full run's
+        partial = name in PER_TASK and set(args.tasks) != set(TASKS)
+        timing[f"{name} ({', '.join(args.tasks)})" if partial else name] = round(time.time() - t0, 1)
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     # the tables show every experiment: those not rerun now keep their JSON from an earlier invocation
     for name in runners:

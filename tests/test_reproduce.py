@@ -327,6 +327,23 @@ def test_tables_show_the_gain_per_training_seed():
     assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
 
 
+def test_table1_pairs_rl_with_the_checkpoint_its_config_starts_from():
+    """Table 1's SFT column is the shipped config's model.init (a recipe may start from another shipped
+    checkpoint than <task>-tiny, e.g. sokoban-deep8): the row says which, and it resolves."""
+    rep = _script()
+    for task in rep.TASKS:
+        start = rep.start_of(task)
+        assert start == rep.config_of(task)["model"]["init"]
+        assert (resolve_checkpoint(start) / "policy.json").is_file()
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    row = {"puzzles": 4, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
+    text = rep.tables(
+        {"table1": {"maze": row, "sokoban": {**row, "sft_checkpoint": "sokoban-deep8"}}}, quick=False
+    )
+    assert "| maze | 4 x 4 |" in text  # an entry from before the field: the shipped <task>-tiny
+    assert "| sokoban (SFT: sokoban-deep8) | 4 x 4 |" in text
+
+
 def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
     import numpy as np
 

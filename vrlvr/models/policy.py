@@ -13,7 +13,8 @@ into its input space:
 - ``save(dir)`` / ``load_policy(dir)``: a checkpoint folder with ``policy.json`` naming the kind.
 
 ``load_policy`` also takes the name of a checkpoint shipped inside the package (``maze-tiny``,
-``flowfree-tiny``, ``sokoban-tiny``, ``maze-deep8``, ``sokoban-deep8``: vrlvr/checkpoints/<name>/).
+``flowfree-tiny``, ``sokoban-tiny``, ``maze-deep8``, ``flowfree-deep8``, ``sokoban-deep8``:
+vrlvr/checkpoints/<name>/).
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ SHIPPED_RECIPES = {
     "maze-tiny": "vrlvr sft --config configs/maze-tiny-sft.yaml",
     "flowfree-tiny": "vrlvr sft --config configs/flowfree-tiny-sft.yaml",
     "sokoban-tiny": "vrlvr sft --config configs/sokoban-tiny-sft.yaml",
-    # maze-tiny / sokoban-tiny grown to 8 blocks (starting as exactly its function), then SFT: RL gains
-    # more from them
+    # maze-tiny / flowfree-tiny / sokoban-tiny grown to 8 blocks (starting as exactly its function),
+    # then SFT: RL gains more from them
     "maze-deep8": "vrlvr sft --config configs/maze-tiny-sft.yaml out_dir=runs/maze-deep8-sft "
     "model.path=maze-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
+    "data.seed=7000000 eval.n=8 max_minutes=0",
+    "flowfree-deep8": "vrlvr sft --config configs/flowfree-tiny-sft.yaml out_dir=runs/flowfree-deep8-sft "
+    "model.path=flowfree-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
     "data.seed=7000000 eval.n=8 max_minutes=0",
     "sokoban-deep8": "vrlvr sft --config configs/sokoban-tiny-sft.yaml out_dir=runs/sokoban-deep8-sft "
     "model.path=sokoban-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "

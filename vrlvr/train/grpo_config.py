@@ -53,8 +53,8 @@ class RLModelConfig:
         default="maze-tiny",
         metadata={
             "help": "the policy to start from: a shipped name (maze-tiny, flowfree-tiny, sokoban-tiny, "
-            "maze-deep8, sokoban-deep8), a run folder (OUT or OUT/final of `vrlvr sft`/`vrlvr-train`) or "
-            "a local diffusers-format Wan folder (Wan2.2-TI2V-5B-Diffusers)"
+            "maze-deep8, flowfree-deep8, sokoban-deep8), a run folder (OUT or OUT/final of `vrlvr sft`/"
+            "`vrlvr-train`) or a local diffusers-format Wan folder (Wan2.2-TI2V-5B-Diffusers)"
         },
     )
     max_sequence_length: int = field(default=512, metadata={"help": "wan: prompt tokens (Wan uses 512)"})
@@ -155,7 +155,8 @@ class GRPOSettings:
         default=0.04,
         metadata={
             "help": "KL weight (KL to the policy with adapters off; the paper's 0.04). 0: the KL stays "
-            "out of the loss and is only logged, from the first window step (configs/*-tiny.yaml)"
+            "out of the loss and is only logged, from the first window step (configs/maze-tiny.yaml; the awm "
+            "recipes of configs/flowfree-tiny.yaml and sokoban-tiny.yaml use 5)"
         },
     )
     resample_rounds: int = field(
@@ -194,9 +195,10 @@ class GRPOSettings:
             "and the loss is advantage x |v_theta(x_s) - (e - x0)|^2 (mean over elements): the "
             "pretraining loss weighted by the reward, with clean targets instead of the SDE step's noisy "
             "x_k+1; it also credits the initial noise, which the SDE log-probs cannot. Measured on the "
-            "tiny tasks: better F1 on maze, no gain on flowfree, sokoban comes apart (README). beta > 0 adds "
-            "the step KL to the adapters-off model at the same x_s; beta=5 (about a tenth of a unit-"
-            "advantage term on the tiny schedule) kept 8-block maze runs from drifting off the palette"
+            "4-block tiny models: better F1 on maze, no gain on flowfree, sokoban comes apart (README). "
+            "beta > 0 adds the step KL to the adapters-off model at the same x_s; beta=5 (about a tenth of "
+            "a unit-advantage term on the tiny schedule) keeps the frames and, from the 8-block starts, is "
+            "the shipped flowfree and sokoban recipe (their only gains above 0)"
         },
     )
     awm_negative: float = field(
