@@ -163,9 +163,13 @@ def config_of(task: str) -> dict:
 
 
 def start_of(task: str) -> str:
-    """The SFT checkpoint configs/<task>-tiny.yaml starts RL from (its model.init: a shipped name such
-    as sokoban-deep8, or a folder): table 1's SFT column, the reward experiment's and the control's start."""
-    return str(config_of(task).get("model", {}).get("init") or f"{task}-tiny")
+    """The SFT checkpoint configs/<task>-tiny.yaml starts RL from (its model.init, as the trainer
+    resolves the config: a shipped name such as sokoban-deep8, or a folder): table 1's SFT column, the
+    reward experiment's and the control's start."""
+    from vrlvr.config import load_config
+    from vrlvr.train.grpo_config import GRPOConfig
+
+    return load_config(GRPOConfig, ROOT / "configs" / f"{task}-tiny.yaml").model.init
 
 
 def provenance(*runs: Path) -> dict:

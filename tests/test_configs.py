@@ -34,8 +34,6 @@ def test_config_loads_and_names_its_command(path):
 def test_tiny_configs_match_the_shipped_checkpoint(task):
     """configs/<task>-tiny-sft.yaml made the shipped <task>-tiny, and configs/<task>-tiny.yaml starts
     RL from it: all three agree on the puzzles (task, sizes, generator options) and the video."""
-    import json
-
     from vrlvr.models.policy import resolve_checkpoint
 
     folder = resolve_checkpoint(f"{task}-tiny")
@@ -59,8 +57,6 @@ def test_tiny_configs_match_the_shipped_checkpoint(task):
 def test_deep8_checkpoints_start_the_tiny_configs(task):
     """The shipped 8-block starts (`model.init=<task>-deep8`) have configs/<task>-tiny.yaml's puzzles
     (generator options included), video and held-out set, and 8 blocks where <task>-tiny has 4."""
-    import json
-
     from vrlvr.models.policy import resolve_checkpoint
 
     deep, tiny = (
@@ -91,23 +87,18 @@ def test_tiny_configs_train_as_shipped(task, tmp_path):
     and reward (only the sizes cut down, as scripts/reproduce.py --quick does): the flowfree and
     sokoban recipes, awm anchored by beta 5 from the 8-block checkpoints (maze's ratio recipe runs in
     tests/test_reproduce.py's quick reproduction)."""
+    import importlib.util
     import math
 
     from vrlvr.train.grpo import train_grpo
 
-    quick = [
-        f"out_dir={tmp_path / 'run'}",
-        "optim.steps=2",
-        "grpo.prompts_per_step=2",
-        "grpo.group_size=2",
-        "grpo.micro_batch=4",
-        "sampling.steps=4",
-        "eval.n=2",
-        "eval.samples_per_puzzle=1",
-        "max_minutes=0",
-        "threads=1",
-        "sample_every=0",
-    ]
+    # the smoke overrides of scripts/reproduce.py --quick (2 updates, groups of 2, 4 sampling steps)
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", CONFIGS[0].parent.parent / "scripts" / "reproduce.py"
+    )
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    quick = [*reproduce.QUICK, f"out_dir={tmp_path / 'run'}", "threads=1", "sample_every=0"]
     cfg = load_config(GRPOConfig, CONFIGS[0].parent / f"{task}-tiny.yaml", quick)
     summary = train_grpo(cfg, progress=False)
     assert summary["step"] == 2
