@@ -49,6 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 4  # videos per held-out puzzle in the full run (each with its own noise)
 PUZZLES, QUICK_PUZZLES = 96, 2  # held-out puzzles every policy is scored on (full run, --quick)
+EVAL_SEED = 7  # the noise of the held-out samples (the same draws for every policy: paired)
 METRICS = ("success_rate", "loose_success_rate", "precision", "recall", "f1", "mean_reward")
 QUICK = [
     "optim.steps=2",
@@ -317,7 +318,9 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
         from vrlvr.models.sampling import SdeWindow
 
         sde = SdeWindow(*cfg.window(), cfg.sampling.eta, cfg.sampling.mode)
-    vals = per_puzzle(policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, 7, sde)
+    vals = per_puzzle(
+        policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, EVAL_SEED, sde
+    )
     return vals, evaluate_baselines(task, puzzles, video)
 
 
@@ -542,6 +545,7 @@ def exp_reward(args) -> dict:
         sft_vals, _ = held_out_eval(start_of(task), shipped, args)
         vals = {kind: held_out_eval(r / "final", r, args)[0] for kind, r in runs.items()}
         out[task] = {
+            "sft_checkpoint": start_of(task),
             "shipped": config_of(task).get("reward", {}).get("kind", "dense"),
             "sft": bootstrap(sft_vals),
             **{kind: bootstrap(v) for kind, v in vals.items()},
@@ -583,6 +587,14 @@ def exp_hack(args) -> dict:
     return out
 
 
+def task_label(task: str, entry: dict) -> str:
+    """A table row's task: a recipe that starts from another SFT checkpoint than the shipped
+    <task>-tiny says so ("flowfree (SFT: flowfree-deep8)"); entries written before the start was
+    kept were all from <task>-tiny."""
+    start = entry.get("sft_checkpoint", f"{task}-tiny")
+    return task if start == f"{task}-tiny" else f"{task} (SFT: {start})"
+
+
 def fmt(ci: dict, key: str, scale: float = 100.0) -> str:
     m = ci[key]
     return f"{scale * m['mean']:.1f} [{scale * m['ci95'][0]:.1f}, {scale * m['ci95'][1]:.1f}]"
@@ -607,14 +619,19 @@ def score(args) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
 
-    paired = {}  # (base, puzzle keys, run kind) -> [per-puzzle gains of each checkpoint against it]
+    # (the start's bytes, puzzle keys, run kind) -> (the start's name as first given, [per-puzzle
+    # gains of each checkpoint against it], [the run of each]): a start named by its folder in one
+    # run's config and by its shipped name in another's is one start
+    paired: dict[tuple, tuple[str, list, list]] = {}
 
     def row(ck, base, base_name, run):
-        ref, _ = held_out_eval(base, run, args)
-        new, _ = held_out_eval(ck, run, args)
+        ref = scored(base, run, args)
+        new = scored(ck, run, args)
         puzzles = tuple(p.key for p in heldout_set(run, args)[1])
         kind = "vrlvr sft" if is_sft_run(run) else "vrlvr-train"
-        paired.setdefault((base_name, puzzles, kind), []).append(new - ref)
+        _, gains, runs = paired.setdefault((fingerprint(base), puzzles, kind), (base_name, [], []))
+        gains.append(new - ref)
+        runs.append(Path(run).resolve())
         gain = bootstrap(new - ref)
         return (
             f"| {ck} | {base_name} | {fmt(bootstrap(ref), 'success_rate')} | "
@@ -650,16 +667,94 @@ def score(args) -> str:
             if folder.resolve() == start:  # its own start: the row above already says it
                 continue
             lines.append(row(ck, folder, other, run))
-    # Several checkpoints paired with the same start on the same puzzles (a recipe trained with
-    # several seeds): their mean gain, with the two-way interval over runs and puzzles.
-    for (base_name, _, kind), gains in paired.items():
-        if len(gains) > 1:
+    # Several runs paired with the same start on the same puzzles (a recipe trained with several
+    # seeds): their mean gain, with the two-way interval over runs and puzzles. Two checkpoints of
+    # one run are not two draws of a recipe: no mean then.
+    for (_, _, kind), (base_name, gains, runs) in paired.items():
+        if len(gains) > 1 and len(set(runs)) == len(runs):
             mean = seed_bootstrap(np.stack(gains))
             lines.append(
                 f"| mean over these {len(gains)} {kind} runs | {base_name} | - | - | "
                 f"{fmt(mean, 'success_rate')} | {fmt(mean, 'f1')} | {fmt(mean, 'mean_reward')} |"
             )
     return "\n".join(lines)
+
+
+#: --score keeps each checkpoint's per-puzzle values here (in OUT), so that scoring one more training
+#: seed beside the earlier ones evaluates only the new checkpoint
+SCORES_FILE = "scores.json"
+
+
+def fingerprint(checkpoint: Path | str) -> str:
+    """sha256 over a checkpoint folder's files (names and bytes): a run trained again under the same
+    name, or a shipped checkpoint replaced, is a new entry of the score cache, never a stale one."""
+    import hashlib
+
+    from vrlvr.models import resolve_checkpoint
+
+    folder = Path(resolve_checkpoint(str(checkpoint)))
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_scores(path: Path) -> dict:
+    """OUT/scores.json, or {} when there is none; a file that is not a score cache (edited by hand,
+    truncated by a full disk) is set aside as <name>.bad with a warning: it only costs evaluations."""
+    if not path.is_file():
+        return {}
+    try:
+        cache = json.loads(path.read_text())
+        if isinstance(cache, dict) and all(isinstance(v, dict) and "values" in v for v in cache.values()):
+            return cache
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    bad = path.with_name(path.name + ".bad")
+    path.replace(bad)
+    print(f"[reproduce] {path} is not a score cache: moved to {bad}, evaluating afresh", file=sys.stderr)
+    return {}
+
+
+def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
+    """held_out_eval's per-puzzle values, kept in OUT/scores.json between --score invocations: keyed
+    on everything that decides them (the checkpoint's bytes, the task, the puzzles, the video, the
+    sampler, the samples per puzzle, the sampling seed), so a hit is the same evaluation again."""
+    import dataclasses
+    import hashlib
+
+    task, puzzles, video, cfg = heldout_set(run, args)
+    sampler = [cfg.sampling.steps, cfg.sampling.shift]
+    if getattr(args, "rollout_sampler", False):
+        sampler += [list(cfg.window()), cfg.sampling.eta, cfg.sampling.mode]
+    what = {
+        "checkpoint": fingerprint(checkpoint),
+        "task": task.name,
+        "puzzles": [p.key for p in puzzles],
+        "video": dataclasses.asdict(video),
+        "sampler": sampler,
+        "samples": 1 if args.quick else SAMPLES,
+        "seed": EVAL_SEED,
+        "metrics": list(METRICS),
+    }
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    path = Path(args.out) / SCORES_FILE
+    cache = read_scores(path)
+    if key in cache:
+        print(f"[reproduce] {checkpoint}: per-puzzle scores from {path}", file=sys.stderr, flush=True)
+        return np.array(cache[key]["values"], dtype=float)  # None (undefined) -> nan
+    vals, _ = held_out_eval(checkpoint, run, args)
+    cache = read_scores(path)  # re-read: keep what another invocation wrote meanwhile
+    # full precision (json round-trips a float exactly): a hit gives what the evaluation gave
+    exact = [[None if np.isnan(x) else float(x) for x in row] for row in vals]
+    cache[key] = {"checkpoint": str(checkpoint), "task": task.name, "values": exact}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cache) + "\n")
+    tmp.replace(path)  # atomic: an interrupted write never leaves a broken cache
+    return vals
 
 
 def _resolved(checkpoint: str) -> Path | None:
@@ -760,12 +855,8 @@ def tables(results: dict, quick: bool) -> str:
                 if best
                 else "-"
             )
-            # a recipe that starts from another SFT checkpoint than the shipped <task>-tiny says so
-            start = r.get("sft_checkpoint", f"{task}-tiny")
-            name = task if start == f"{task}-tiny" else f"{task} (SFT: {start})"
-            lines.append(
-                f"| {name} | {r['puzzles']} x {r.get('samples', 1)} | " + " | ".join(cells) + f" | {bcell} |"
-            )
+            head = f"| {task_label(task, r)} | {r['puzzles']} x {r.get('samples', 1)} | "
+            lines.append(head + " | ".join(cells) + f" | {bcell} |")
         lines += ["", measured_line(results["table1"]), ""]
         seeded = {t: r["seeds"] for t, r in results["table1"].items() if "seeds" in r}
         if seeded:
@@ -840,8 +931,9 @@ def tables(results: dict, quick: bool) -> str:
 
         for task, r in results["reward"].items():
             lines.append(
-                f"| {task} | {r.get('shipped', 'dense')} | {cell(r, 'sft')} | {cell(r, 'dense')} | "
-                f"{cell(r, 'dense_gain')} | {cell(r, 'sparse')} | {cell(r, 'sparse_gain')} |"
+                f"| {task_label(task, r)} | {r.get('shipped', 'dense')} | {cell(r, 'sft')} | "
+                f"{cell(r, 'dense')} | {cell(r, 'dense_gain')} | "
+                f"{cell(r, 'sparse')} | {cell(r, 'sparse_gain')} |"
             )
         lines += ["", measured_line(results["reward"]), ""]
     if "hack" in results:
@@ -905,7 +997,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing else: score these RL checkpoints (OUT/final or OUT/checkpoints/step_N of a "
         "vrlvr-train run) against their SFT checkpoint on the same held-out puzzles, paired; a checkpoint "
         "of a vrlvr sft run warm-started from a checkpoint (model.path) is paired against that start; "
-        "several runs with the same start (training seeds) also get their mean gain",
+        "several runs with the same start (training seeds) also get their mean gain; each checkpoint's "
+        "per-puzzle values are kept in OUT/scores.json and read back when scored again with the same --out",
     )
     ap.add_argument(
         "--against",

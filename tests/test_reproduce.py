@@ -79,6 +79,10 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     res = score(ck)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"| {ck} |" in res.stdout and "Sampled with Euler sampling" in res.stdout
+    # scored again with the same --out: read back from OUT/scores.json, the same table
+    again = score(ck)
+    assert again.returncode == 0 and again.stdout == res.stdout
+    assert again.stderr.count("per-puzzle scores from") == 2, again.stderr[-2000:]  # the RL run, its start
     # ... and under the run's own rollout sampler (its SDE window): other videos, the same table
     res = score(ck, flags=("--quick", "--rollout-sampler"))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -103,9 +107,11 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert abs(float(mean[4].split(" ")[0]) - sum(gains) / 2) <= 0.051
     # --against: also paired with other checkpoints that hold the same puzzles out; the run's own
     # start is not paired twice (its row is already there), a copy of it in another folder is, and
-    # (evaluated afresh) it must give exactly the start's row
+    # (evaluated afresh: a file more makes it another entry of the score cache) it must give
+    # exactly the start's row
     twin = tmp_path / "twin"
     shutil.copytree(resolve_checkpoint("maze-tiny"), twin)
+    (twin / "NOTE.txt").write_text("a copy of maze-tiny\n")
     res = score(ck, "--against", "maze-tiny", twin, sft / "final")
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
@@ -234,7 +240,8 @@ def test_seed_bootstrap_counts_the_spread_between_training_seeds():
 
 def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch):
     """--score with several runs of one start (training seeds): a row per run and one with their
-    mean gain; an SFT run from the same start is not averaged with the RL runs. The evaluations are
+    mean gain, the start named by its shipped name or by its folder; an SFT run from the same start
+    is not averaged with the RL runs. The evaluations are
     replaced by fixed per-puzzle values (the slow test above runs the real ones)."""
     import argparse
     from types import SimpleNamespace
@@ -252,11 +259,11 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
         run = tmp_path / name
         (run / "final").mkdir(parents=True)
         (run / "final" / "policy.json").write_text("{}")
-        cfg = (
-            {"model": {"path": "maze-tiny"}}
-            if name == "sft-more"
-            else {"model": {"init": "maze-tiny"}, "grpo": {}}
-        )
+        # rl-b names the same start by its folder: one start, whatever its name
+        init = str(resolve_checkpoint("maze-tiny")) if name == "rl-b" else "maze-tiny"
+        cfg = {"model": {"init": init}, "grpo": {}}
+        if name == "sft-more":
+            cfg = {"model": {"path": "maze-tiny"}}
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         runs[name] = run
     puzzles = [SimpleNamespace(key=f"p{i}") for i in range(P)]
@@ -266,7 +273,7 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
         name = Path(checkpoint).parent.name
         return (start + shift[name] if name in shift else start), {}
 
-    monkeypatch.setattr(rep, "held_out_eval", fake_eval)
+    monkeypatch.setattr(rep, "scored", lambda ck, run, args: fake_eval(ck, run, args)[0])
     monkeypatch.setattr(rep, "check_against", lambda other, run, args: resolve_checkpoint(other))
     # --against the runs' own start: no second row saying the same as "its start"
     args = argparse.Namespace(
@@ -278,6 +285,67 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     (mean,) = [x.split(" | ") for x in lines if x.startswith("| mean over")]
     assert mean[0] == "| mean over these 2 vrlvr-train runs" and mean[1] == "maze-tiny (its start)"
     assert mean[4].startswith("6.0 [2.0, 10.0]")  # the two seeds' mean; the interval spans them
+    # two checkpoints of one run are not two seeds: a row each, no mean
+    (runs["rl-a"] / "checkpoints" / "step_5").mkdir(parents=True)
+    (runs["rl-a"] / "checkpoints" / "step_5" / "policy.json").write_text("{}")
+    args.score = [str(runs["rl-a"] / "final"), str(runs["rl-a"] / "checkpoints" / "step_5")]
+    lines = rep.score(args).split("\n")
+    assert len([x for x in lines if x.startswith(f"| {tmp_path}")]) == 2
+    assert not [x for x in lines if x.startswith("| mean over")]
+
+
+def test_score_keeps_per_puzzle_values_between_invocations(tmp_path, monkeypatch):
+    """--score keeps each evaluation in OUT/scores.json: the same checkpoint on the same puzzles with
+    the same sampler is read back (undefined values included) instead of evaluated again; changed
+    weights, other puzzles or another sampler are evaluated anew."""
+    import argparse
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from vrlvr.train.data import VideoSpec
+
+    rep = _script()
+    ck = tmp_path / "run" / "final"
+    ck.mkdir(parents=True)
+    (ck / "policy.json").write_text("{}")
+    (ck / "model.safetensors").write_bytes(b"weights v1")
+    puzzles = [SimpleNamespace(key=f"p{i}") for i in range(5)]
+    sampling = SimpleNamespace(steps=10, shift=1.0, eta=0.7, mode="sde")
+    cfg = SimpleNamespace(sampling=sampling, window=lambda: (0, 2))
+    task = SimpleNamespace(name="maze")
+    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (task, puzzles, VideoSpec(9), cfg))
+    calls = []
+    values = np.arange(5 * len(rep.METRICS), dtype=float).reshape(5, -1) / 100
+    values[1, 2] = np.nan  # precision undefined on a puzzle: kept as such
+
+    def fake_eval(checkpoint, run, args):
+        calls.append(checkpoint)
+        return values + len(calls), {}
+
+    monkeypatch.setattr(rep, "held_out_eval", fake_eval)
+    args = argparse.Namespace(out=str(tmp_path / "out"), quick=False, rollout_sampler=False)
+    (tmp_path / "out").mkdir()
+    first = rep.scored(ck, ck.parent, args)
+    again = rep.scored(ck, ck.parent, args)  # another invocation would read the same file
+    assert len(calls) == 1 and np.array_equal(first, again, equal_nan=True) and np.isnan(again[1, 2])
+    assert (tmp_path / "out" / rep.SCORES_FILE).is_file()
+    rep.scored(ck, ck.parent, argparse.Namespace(**{**vars(args), "rollout_sampler": True}))
+    assert len(calls) == 2  # another sampler: another evaluation
+    (ck / "model.safetensors").write_bytes(b"weights v2")  # trained again under the same name
+    changed = rep.scored(ck, ck.parent, args)
+    assert len(calls) == 3 and not np.array_equal(changed, first, equal_nan=True)
+    puzzles.pop()
+    rep.scored(ck, ck.parent, args)
+    assert len(calls) == 4
+    # every entry survives: the first three are still read back
+    rep.scored(ck, ck.parent, args)
+    assert len(calls) == 4
+    # a file that is not a score cache is set aside, never a crash
+    cache = tmp_path / "out" / rep.SCORES_FILE
+    cache.write_text('{"truncated": ')
+    assert np.array_equal(rep.scored(ck, ck.parent, args), values + 5, equal_nan=True)
+    assert (tmp_path / "out" / (rep.SCORES_FILE + ".bad")).is_file() and len(rep.read_scores(cache)) == 1
 
 
 def test_heldout_set_is_built_once_per_run_and_again_when_the_run_changes(tmp_path, monkeypatch):
@@ -342,6 +410,11 @@ def test_table1_pairs_rl_with_the_checkpoint_its_config_starts_from():
     )
     assert "| maze | 4 x 4 |" in text  # an entry from before the field: the shipped <task>-tiny
     assert "| sokoban (SFT: sokoban-deep8) | 4 x 4 |" in text
+    # the reward experiment pairs with the same start and says so the same way
+    kinds = {"sft": point, "dense": point, "dense_gain": point, "sparse": point, "sparse_gain": point}
+    reward = {"maze": kinds, "flowfree": {**kinds, "sft_checkpoint": "flowfree-deep8", "shipped": "sparse"}}
+    text = rep.tables({"reward": reward}, quick=False)
+    assert "| maze | dense |" in text and "| flowfree (SFT: flowfree-deep8) | sparse |" in text
 
 
 def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
