@@ -241,8 +241,8 @@ def test_seed_bootstrap_counts_the_spread_between_training_seeds():
 def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch):
     """--score with several runs of one start (training seeds): a row per run and one with their
     mean gain, the start named by its shipped name or by its folder; an SFT run from the same start
-    is not averaged with the RL runs. The evaluations are
-    replaced by fixed per-puzzle values (the slow test above runs the real ones)."""
+    is not averaged with the RL runs, nor two checkpoints of one run. The evaluations are replaced
+    by fixed per-puzzle values (the slow test above runs the real ones)."""
     import argparse
     from types import SimpleNamespace
 
