@@ -237,15 +237,23 @@ def held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, 
     evaluated once."""
     memo = args.__dict__.setdefault("evals", {})
     task, puzzles, video, cfg = heldout_set(run, args)
-    sampler = (cfg.sampling.steps, cfg.sampling.shift)
-    if getattr(args, "rollout_sampler", False):
-        sampler += (tuple(cfg.window()), cfg.sampling.eta, cfg.sampling.mode)
+    sampler = eval_sampler(cfg, args)
     where = Path(checkpoint)
     name = str(where.resolve()) if where.exists() else str(checkpoint)  # a path, or a shipped name
     key = (name, task.name, tuple(p.key for p in puzzles), video, sampler)
     if key not in memo:
         memo[key] = _held_out_eval(checkpoint, run, args)
     return memo[key]
+
+
+def eval_sampler(cfg, args) -> tuple:
+    """What of a run's config decides how its held-out videos are sampled: Euler steps and shift, and
+    with --rollout-sampler also its SDE window, eta and mode (the evaluation memo's and the score
+    cache's key)."""
+    sampler = (cfg.sampling.steps, cfg.sampling.shift)
+    if getattr(args, "rollout_sampler", False):
+        sampler += (tuple(cfg.window()), cfg.sampling.eta, cfg.sampling.mode)
+    return sampler
 
 
 def is_sft_run(run: Path) -> bool:
@@ -727,15 +735,12 @@ def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
     import hashlib
 
     task, puzzles, video, cfg = heldout_set(run, args)
-    sampler = [cfg.sampling.steps, cfg.sampling.shift]
-    if getattr(args, "rollout_sampler", False):
-        sampler += [list(cfg.window()), cfg.sampling.eta, cfg.sampling.mode]
     what = {
         "checkpoint": fingerprint(checkpoint),
         "task": task.name,
         "puzzles": [p.key for p in puzzles],
         "video": dataclasses.asdict(video),
-        "sampler": sampler,
+        "sampler": eval_sampler(cfg, args),
         "samples": 1 if args.quick else SAMPLES,
         "seed": EVAL_SEED,
         "metrics": list(METRICS),
