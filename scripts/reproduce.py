@@ -9,7 +9,9 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
 - ``table1`` (paper Table 1): the SFT checkpoint configs/<task>-tiny.yaml starts from (its
   model.init: maze-tiny, flowfree-deep8, sokoban-deep8) vs the RL policy that `vrlvr-train` makes
   from it with that config, for maze, flowfree and sokoban: success, loose success,
-  precision, recall, F1, reward, and the paired gain RL - SFT with its interval; for the
+  precision, recall, F1, reward, and the paired gain RL - SFT with its interval, and the
+  puzzle's share of whether a video succeeds (puzzle_share_ci: does the policy solve some
+  puzzles, or every puzzle at the same odds?); for the
   ``--seed-tasks`` (maze) the recipe is trained with ``--seeds`` (3) training seeds and the gain is
   also given per seed and over seeds, with an interval over seeds and puzzles; for the
   ``--sft-control`` tasks (maze) a control: more SFT from the same checkpoint for about the RL
@@ -220,6 +222,28 @@ def bootstrap(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
     lo, hi = np.nanpercentile(means, [2.5, 97.5], axis=0)
     mean = np.nanmean(values, axis=0)
     return {m: {"mean": float(mean[k]), "ci95": [float(lo[k]), float(hi[k])]} for k, m in enumerate(METRICS)}
+
+
+def puzzle_share_ci(success: np.ndarray, samples: int, reps: int = 2000, seed: int = 0) -> dict | None:
+    """vrlvr.train.evaluate.puzzle_share (does the policy solve some puzzles reliably, or every
+    puzzle at the same odds?) with a 95% percentile interval over puzzles (resamples where it is
+    undefined are left out); None when it is undefined on the puzzles themselves."""
+    from vrlvr.train.evaluate import puzzle_share
+
+    s = np.asarray(success, dtype=float)
+    point = puzzle_share(s, samples)
+    if point is None:
+        return None
+    rng = np.random.default_rng(seed)
+    draws = [puzzle_share(s[rng.integers(0, len(s), len(s))], samples) for _ in range(reps)]
+    draws = [d for d in draws if d is not None]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {"mean": point, "ci95": [float(lo), float(hi)]}
+
+
+def fmt_share(ci: dict | None) -> str:
+    """A puzzle_share_ci as a table cell."""
+    return f"{ci['mean']:.2f} [{ci['ci95'][0]:.2f}, {ci['ci95'][1]:.2f}]" if ci else "- (undefined)"
 
 
 def stored(values: np.ndarray) -> list:
@@ -616,7 +640,7 @@ def score(args) -> str:
     against that start: more SFT for the compute an RL run takes, the control RL must beat.
     Checkpoints of the same kind of run paired with the same start on the same puzzles (one recipe,
     several training seeds) also get a row with their mean gain and its interval over the runs and
-    the puzzles."""
+    the puzzles. A second table gives each checkpoint's puzzle share (puzzle_share_ci)."""
     import yaml
 
     sampler = "the run's rollout sampler (SDE window)" if args.rollout_sampler else "Euler sampling"
@@ -631,13 +655,19 @@ def score(args) -> str:
     # gains of each checkpoint against it], [the run of each]): a start named by its folder in one
     # run's config and by its shipped name in another's is one start
     paired: dict[tuple, tuple[str, list, list]] = {}
+    # (checkpoint bytes, puzzle keys) -> (its name, per-puzzle success) for the puzzle-share table
+    shares: dict[tuple, tuple[str, np.ndarray]] = {}
 
     def row(ck, base, base_name, run):
         ref = scored(base, run, args)
         new = scored(ck, run, args)
         puzzles = tuple(p.key for p in heldout_set(run, args)[1])
+        start = fingerprint(base)
+        col = METRICS.index("success_rate")
+        shares.setdefault((start, puzzles), (str(base), ref[:, col]))  # a start once, by its bytes
+        shares.setdefault((fingerprint(ck), puzzles), (str(ck), new[:, col]))
         kind = "vrlvr sft" if is_sft_run(run) else "vrlvr-train"
-        _, gains, runs = paired.setdefault((fingerprint(base), puzzles, kind), (base_name, [], []))
+        _, gains, runs = paired.setdefault((start, puzzles, kind), (base_name, [], []))
         gains.append(new - ref)
         runs.append(Path(run).resolve())
         gain = bootstrap(new - ref)
@@ -685,6 +715,19 @@ def score(args) -> str:
                 f"| mean over these {len(gains)} {kind} runs | {base_name} | - | - | "
                 f"{fmt(mean, 'success_rate')} | {fmt(mean, 'f1')} | {fmt(mean, 'mean_reward')} |"
             )
+    samples = 1 if getattr(args, "quick", False) else SAMPLES
+    lines += [
+        "",
+        f"The puzzle's share of whether a video succeeds (intraclass correlation over the {samples} "
+        "samples of each puzzle, [95% CI over puzzles]; 1: every puzzle always or never solved, 0: every "
+        "puzzle solved at the same rate, the noise alone decides):",
+        "",
+        "| checkpoint | puzzles | success | puzzle share |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, success in shares.values():
+        cell = fmt_share(puzzle_share_ci(success, samples))
+        lines.append(f"| {name} | {len(success)} | {100 * np.nanmean(success):.1f} | {cell} |")
     return "\n".join(lines)
 
 
@@ -836,6 +879,36 @@ def control_table(controlled: dict, table1: dict) -> list[str]:
     return [*lines, "", measured_line(controlled), ""]
 
 
+def share_table(table1: dict) -> list[str]:
+    """Table 1's puzzles again: the puzzle's share of whether a video succeeds (puzzle_share), SFT
+    and RL (lines of markdown; none when no entry keeps several samples per puzzle)."""
+    rows = []
+    for task, r in table1.items():
+        pp, k = r.get("per_puzzle"), r.get("samples", 1)
+        if not pp or k < 2:
+            continue
+        col = pp["metrics"].index("success_rate")
+        cells = []
+        for who in ("sft", "rl"):
+            success = np.array([np.nan if x[col] is None else x[col] for x in pp[who]])
+            cells.append(fmt_share(puzzle_share_ci(success, k)))
+        rows.append(f"| {task_label(task, r)} | {r['puzzles']} x {k} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "## Whose success: the puzzle's share of whether a video succeeds (table 1's videos)",
+        "",
+        "Intraclass correlation of success over the samples of each puzzle, [95% bootstrap CI over "
+        "puzzles]: 1 if every puzzle is always or never solved, 0 if every puzzle is solved at the "
+        "same rate and the noise alone decides which videos succeed.",
+        "",
+        "| task | puzzles x samples | SFT | RL |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def tables(results: dict, quick: bool) -> str:
     lines = ["# Results (written by scripts/reproduce.py)", ""]
     if quick:
@@ -863,6 +936,7 @@ def tables(results: dict, quick: bool) -> str:
             head = f"| {task_label(task, r)} | {r['puzzles']} x {r.get('samples', 1)} | "
             lines.append(head + " | ".join(cells) + f" | {bcell} |")
         lines += ["", measured_line(results["table1"]), ""]
+        lines += share_table(results["table1"])
         seeded = {t: r["seeds"] for t, r in results["table1"].items() if "seeds" in r}
         if seeded:
             lines += [

@@ -133,6 +133,8 @@ def test_eval_samples_pool_the_videos_and_report_pass_at_k(checkpoint, tmp_path,
     assert r["n"] == 4 and r["videos"] == 12 and r["samples"] == 3 and r["per_size"]["7"]["n"] == 12
     # a puzzle counts for pass@k when any of its samples succeeds: never below the mean success
     assert 0.0 <= r["success_rate"] <= r["pass_at_k"] <= 1.0
+    share = r["success_puzzle_share"]  # None when no puzzle (or every one) is solved
+    assert share is None or -0.5 <= share <= 1.0
     err = capsys.readouterr().err
     assert err.count("vrlvr eval: 12 videos x") == 1 and "4 videos x" not in err  # one work estimate
     assert run_eval(checkpoint, tmp_path / "bad.json", "--samples", "0") == 2
@@ -151,6 +153,44 @@ def test_pass_at_k_counts_puzzles_solved_by_any_sample():
     records = [[rec(True), rec(False), rec(True)], [rec(False), rec(False), rec(True)]]
     assert pass_at_k(records) == pytest.approx(2 / 3)
     assert pass_at_k([[rec(False)] * 3]) == 0.0
+
+
+def test_puzzle_share_tells_a_puzzle_decided_outcome_from_a_lottery():
+    """puzzle_share (ICC(1) of 0/1 outcomes within a puzzle) on drawn outcomes whose answer is known:
+    1 when each puzzle is always or never solved, about 0 when every puzzle has the same odds, the
+    between-puzzle share of the variance for a mixture; undefined without a within-puzzle spread."""
+    import numpy as np
+
+    from vrlvr.train.evaluate import puzzle_share
+
+    rng = np.random.default_rng(1)
+    k, n = 4, 4000
+    decided = (rng.random(n) < 0.3).astype(float)  # the k videos of a puzzle all succeed or all fail
+    assert puzzle_share(decided, k) == pytest.approx(1.0)
+    lottery = rng.binomial(k, 0.14, size=n) / k  # every puzzle the same odds
+    assert abs(puzzle_share(lottery, k)) < 0.03
+    # odds 0.2 or 0.6, half each: between-puzzle variance 0.04 of the total 0.4 x 0.6
+    mixed = rng.binomial(k, np.where(rng.random(n) < 0.5, 0.2, 0.6)) / k
+    assert puzzle_share(mixed, k) == pytest.approx(0.04 / 0.24, abs=0.03)
+    # the lowest it can go: every puzzle solved exactly half the time
+    assert puzzle_share(np.full(10, 0.5), k) == pytest.approx(-1 / (k - 1))
+    assert puzzle_share(lottery, 1) is None  # one sample: nothing within a puzzle to compare with
+    assert puzzle_share(np.zeros(50), k) is None and puzzle_share(np.ones(50), k) is None
+    assert puzzle_share([0.25], k) is None  # one puzzle
+    assert puzzle_share([0.25, np.nan, 0.5, 0.0], k) == puzzle_share([0.25, 0.5, 0.0], k)  # NaN skipped
+
+
+def test_success_puzzle_share_reads_the_records():
+    from vrlvr.commands.eval import success_puzzle_share
+    from vrlvr.tasks.base import Verdict
+
+    def rec(ok):
+        return {"verdict": Verdict(success=ok, reward=float(ok))}
+
+    # 3 puzzles x 2 samples, each puzzle's pair agreeing: the puzzle decides everything
+    records = [[rec(True), rec(False), rec(True)], [rec(True), rec(False), rec(True)]]
+    assert success_puzzle_share(records) == pytest.approx(1.0)
+    assert success_puzzle_share([[rec(True), rec(False)]]) is None  # one sample per puzzle
 
 
 def test_eval_errors_are_clear(tmp_path, capsys):

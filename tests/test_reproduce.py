@@ -12,6 +12,8 @@ import pytest
 from vrlvr.models import resolve_checkpoint
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
+#: where --score's output turns from the gains to the puzzle-share table
+SHARE_INTRO = "\n\nThe puzzle's share"
 
 
 @pytest.mark.slow
@@ -258,7 +260,7 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     for name in shift:
         run = tmp_path / name
         (run / "final").mkdir(parents=True)
-        (run / "final" / "policy.json").write_text("{}")
+        (run / "final" / "policy.json").write_text(json.dumps({"run": name}))  # bytes of its own
         # rl-b names the same start by its folder: one start, whatever its name
         init = str(resolve_checkpoint("maze-tiny")) if name == "rl-b" else "maze-tiny"
         cfg = {"model": {"init": init}, "grpo": {}}
@@ -279,9 +281,14 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     args = argparse.Namespace(
         score=[str(runs[n] / "final") for n in shift], against=["maze-tiny"], rollout_sampler=False
     )
-    lines = rep.score(args).split("\n")
+    text = rep.score(args)
+    lines, share = (part.split("\n") for part in text.split(SHARE_INTRO))
     rows = [x.split(" | ") for x in lines if x.startswith(f"| {tmp_path}")]
     assert [float(r[4].split(" ")[0]) for r in rows] == [10.0, 2.0, -5.0]
+    # the puzzle-share table: each checkpoint once, the start once whatever its name
+    named = [x.split(" | ")[0][2:] for x in share if x.startswith("| ")][2:]  # the header and rule aside
+    assert named[0] == "maze-tiny" and named[1:] == [str(runs[n] / "final") for n in shift]
+    assert len(named) == 4
     (mean,) = [x.split(" | ") for x in lines if x.startswith("| mean over")]
     assert mean[0] == "| mean over these 2 vrlvr-train runs" and mean[1] == "maze-tiny (its start)"
     assert mean[4].startswith("6.0 [2.0, 10.0]")  # the two seeds' mean; the interval spans them
@@ -289,7 +296,7 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     (runs["rl-a"] / "checkpoints" / "step_5").mkdir(parents=True)
     (runs["rl-a"] / "checkpoints" / "step_5" / "policy.json").write_text("{}")
     args.score = [str(runs["rl-a"] / "final"), str(runs["rl-a"] / "checkpoints" / "step_5")]
-    lines = rep.score(args).split("\n")
+    lines = rep.score(args).split(SHARE_INTRO)[0].split("\n")
     assert len([x for x in lines if x.startswith(f"| {tmp_path}")]) == 2
     assert not [x for x in lines if x.startswith("| mean over")]
 
@@ -393,6 +400,47 @@ def test_tables_show_the_gain_per_training_seed():
     assert "+4.7, +1.0, +1.3" in line and "2.3 [1.0, 4.7]" in line
     assert "| flowfree | 0, 1" not in text
     assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
+
+
+def test_puzzle_share_interval_covers_the_known_share():
+    """puzzle_share_ci: the package's estimator with a bootstrap interval over puzzles; on drawn
+    outcomes of a known share (odds 0.2 or 0.6, half each: 0.04 of the total 0.24) the interval
+    holds it; None where the share is undefined."""
+    import numpy as np
+
+    rep = _script()
+    rng = np.random.default_rng(1)
+    odds = np.where(rng.random(400) < 0.5, 0.2, 0.6)
+    ci = rep.puzzle_share_ci(rng.binomial(4, odds) / 4, 4)
+    assert ci["ci95"][0] < 0.04 / 0.24 < ci["ci95"][1] and ci["ci95"][0] <= ci["mean"] <= ci["ci95"][1]
+    assert rep.puzzle_share_ci(np.ones(50), 4) is None and rep.puzzle_share_ci(odds, 1) is None
+    assert rep.fmt_share(None) == "- (undefined)"
+
+
+def test_tables_give_the_puzzle_share_of_table_1s_videos():
+    import numpy as np
+
+    rep = _script()
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    rng = np.random.default_rng(2)
+    M = len(rep.METRICS)
+
+    def values(success):
+        v = np.zeros((len(success), M))
+        v[:, rep.METRICS.index("success_rate")] = success
+        return rep.stored(v)
+
+    decided, lottery = (rng.random(200) < 0.5) * 1.0, rng.binomial(4, 0.5, size=200) / 4
+    row = {"puzzles": 200, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
+    pp = {"metrics": list(rep.METRICS), "sft": values(lottery), "rl": values(decided)}
+    text = rep.tables({"table1": {"maze": {**row, "per_puzzle": pp}}}, quick=False)
+    share = text.split("## Whose success")[1]
+    line = next(x for x in share.split("\n") if x.startswith("| maze | 200 x 4 |"))
+    sft, rl = line.split(" | ")[2:4]
+    assert abs(float(sft.split(" ")[0])) < 0.1 and rl.startswith("1.00 [1.00, 1.00]")
+    # one sample per puzzle says nothing about it: no table
+    one = {**row, "samples": 1, "per_puzzle": pp}
+    assert "## Whose success" not in rep.tables({"table1": {"maze": one}}, quick=False)
 
 
 def test_table1_pairs_rl_with_the_checkpoint_its_config_starts_from():

@@ -14,7 +14,9 @@ printed beside the model on stderr.
 ``--samples K`` generates K videos per puzzle (noise seeds seed + j * 1000003): the metrics pool
 all K x n videos, and ``pass_at_k`` is the share of puzzles solved at least once. Beside the mean
 success it shows the headroom for sharpening: solutions the model finds sometimes but not on its
-first try.
+first try. ``success_puzzle_share`` says whose doing a success is (None with one sample): 1 when
+each puzzle is always or never solved, 0 when every puzzle is solved at the same rate and the noise
+alone decides which videos succeed.
 
 ``--sde-window A B`` samples as the SDE-GRPO trainer rolls out: SDE steps (``--eta``, ``--mode``)
 on sampling steps [A, B), Euler steps elsewhere, so a policy can be scored under the sampler it
@@ -61,6 +63,16 @@ def pass_at_k(records: list[list[dict]]) -> float:
     return sum(any(rs[i]["verdict"].success for rs in records) for i in range(n)) / max(n, 1)
 
 
+def success_puzzle_share(records: list[list[dict]]) -> float | None:
+    """records [K samples][n puzzles] -> vrlvr.train.evaluate.puzzle_share of their successes (None
+    with one sample per puzzle)."""
+    from vrlvr.train.evaluate import puzzle_share
+
+    n = len(records[0])
+    rates = [sum(rs[i]["verdict"].success for rs in records) / len(records) for i in range(n)]
+    return puzzle_share(rates, len(records))
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     if args.samples < 1:
@@ -94,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "baselines": baselines,
         "samples": args.samples,
         "pass_at_k": pass_at_k(records),
+        "success_puzzle_share": success_puzzle_share(records),
         "n_requested": args.n,
         "n_distinct": len({p.key for p in puzzles}),
         "heldout_checked": s["allowed"] is not None,

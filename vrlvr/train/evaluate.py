@@ -11,6 +11,10 @@ generates videos with Euler ODE sampling from each puzzle's first frame and prom
 ``paper_success`` component, the VideoRLVR paper's "S and G connected, no paint on walls"),
 otherwise the strict success.
 
+``puzzle_share(success, samples)``: from per-puzzle success rates over several videos each, how
+much of whether a video succeeds is the puzzle's doing (solves some puzzles reliably, or every
+puzzle at the same odds?).
+
 ``evaluate_baselines(task, puzzles, video)`` scores the task's trivial baselines
 (``vrlvr.verify.baselines``: held still, flood, the best cheap hack) on the same puzzles, frames
 and theme, so a model's numbers can be read against them.
@@ -50,6 +54,25 @@ def loose_success(verdict) -> float:
         if key in verdict.components:
             return float(verdict.components[key])
     return float(verdict.success)
+
+
+def puzzle_share(success, samples: int) -> float | None:
+    """How much of whether a video succeeds is the puzzle's doing: the intraclass correlation of the
+    0/1 outcomes of ``samples`` videos per puzzle (one-way ANOVA estimator, ICC(1)), from the
+    per-puzzle success rates ``success`` [n_puzzles] (NaN rows skipped). 1: every puzzle is always
+    or never solved; 0: every puzzle is solved at the same rate, so the noise alone decides which
+    videos succeed (below 0 by chance, down to -1 / (samples - 1)). None when undefined: one sample
+    per puzzle (no within-puzzle spread to compare with), fewer than two puzzles, or no variance at
+    all (success 0 or 1 everywhere)."""
+    s = np.asarray(success, dtype=float)
+    s = s[~np.isnan(s)]
+    n, k = len(s), int(samples)
+    if k < 2 or n < 2:
+        return None
+    between = k * np.sum((s - s.mean()) ** 2) / (n - 1)  # mean square between puzzles
+    within = k * np.sum(s * (1 - s)) / (n * (k - 1))  # mean square within puzzles (0/1 outcomes)
+    denom = between + (k - 1) * within
+    return None if denom <= 0 else float((between - within) / denom)
 
 
 def aggregate(verdicts: list) -> dict:
