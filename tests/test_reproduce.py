@@ -77,10 +77,16 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
         cmd = [sys.executable, str(SCRIPT), *flags, "--out", str(tmp_path), "--score", *map(str, checkpoints)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
+    def gains_table(stdout: str) -> list[str]:  # --score's lines above its puzzle-share table
+        return stdout.split(SHARE_INTRO)[0].split("\n")
+
     ck = tmp_path / "runs" / "maze-rl" / "final"
     res = score(ck)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"| {ck} |" in res.stdout and "Sampled with Euler sampling" in res.stdout
+    # the puzzle-share table lists the run and its start; one sample per puzzle (--quick) defines none
+    share = res.stdout.split(SHARE_INTRO)[1].split("\n")
+    assert f"| {ck} | 2 |" in "\n".join(share) and sum("- (undefined)" in x for x in share) == 2
     # scored again with the same --out: read back from OUT/scores.json, the same table
     again = score(ck)
     assert again.returncode == 0 and again.stdout == res.stdout
@@ -95,15 +101,15 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     sft = tmp_path / "runs" / "maze-sft-more"
     res = score(sft / "final", ck)
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = [x for x in res.stdout.split("\n") if x.startswith("| /")]
+    rows = [x for x in gains_table(res.stdout) if x.startswith("| /")]
     assert [r.split(" | ")[0] for r in rows] == [f"| {sft / 'final'}", f"| {ck}"]
     assert rows[0].split(" | ")[1:3] == rows[1].split(" | ")[1:3]  # the same SFT start, same puzzles
     assert "| mean over these" not in res.stdout  # an SFT run and an RL run are not one recipe
     # two RL runs with the same start (training seeds): their mean gain, interval over runs and puzzles
     res = score(ck, tmp_path / "runs" / "maze-rl-seed1" / "final")
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
-    (mean,) = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| mean over these 2 vrlvr")]
+    rows = [x.split(" | ") for x in gains_table(res.stdout) if x.startswith("| /")]
+    (mean,) = [x.split(" | ") for x in gains_table(res.stdout) if x.startswith("| mean over these 2 vrlvr")]
     assert mean[1] == "maze-tiny (its start)" and len(rows) == 2
     gains = [float(r[4].split(" ")[0]) for r in rows]
     assert abs(float(mean[4].split(" ")[0]) - sum(gains) / 2) <= 0.051
@@ -116,7 +122,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     (twin / "NOTE.txt").write_text("a copy of maze-tiny\n")
     res = score(ck, "--against", "maze-tiny", twin, sft / "final")
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = [x.split(" | ") for x in res.stdout.split("\n") if x.startswith("| /")]
+    rows = [x.split(" | ") for x in gains_table(res.stdout) if x.startswith("| /")]
     assert [r[1] for r in rows] == ["maze-tiny (its start)", str(twin), str(sft / "final")]
     assert rows[0][2:] == rows[1][2:] and rows[0][3] == rows[2][3]  # same policy, same puzzles
     leaky = tmp_path / "leaky"  # maze-tiny, but with a held-out set that lacks the scored puzzles
