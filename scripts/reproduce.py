@@ -224,6 +224,11 @@ def bootstrap(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
     return {m: {"mean": float(mean[k]), "ci95": [float(lo[k]), float(hi[k])]} for k, m in enumerate(METRICS)}
 
 
+def samples_per_puzzle(args) -> int:
+    """Videos per held-out puzzle every policy is scored with: SAMPLES, one with --quick."""
+    return 1 if getattr(args, "quick", False) else SAMPLES
+
+
 def puzzle_share_ci(success: np.ndarray, samples: int, reps: int = 2000, seed: int = 0) -> dict | None:
     """vrlvr.train.evaluate.puzzle_share (does the policy solve some puzzles reliably, or every
     puzzle at the same odds?) with a 95% percentile interval over puzzles (resamples where it is
@@ -344,7 +349,7 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
 
     task, puzzles, video, cfg = heldout_set(run, args)
     policy = load_policy(checkpoint).eval()
-    samples = 1 if args.quick else SAMPLES
+    samples = samples_per_puzzle(args)
     sde = None
     if getattr(args, "rollout_sampler", False):  # the run's own rollout sampler (--score only)
         from vrlvr.models.sampling import SdeWindow
@@ -442,7 +447,7 @@ def exp_table1(args) -> dict:
         out[task] = {
             "sft_checkpoint": start,
             "puzzles": len(sft_vals),
-            "samples": 1 if args.quick else SAMPLES,
+            "samples": samples_per_puzzle(args),
             "recipe": config_summary(run),
             "median_step_time_s": statistics.median(step_times(run) or [0.0]),
             "sft": bootstrap(sft_vals),
@@ -715,7 +720,7 @@ def score(args) -> str:
                 f"| mean over these {len(gains)} {kind} runs | {base_name} | - | - | "
                 f"{fmt(mean, 'success_rate')} | {fmt(mean, 'f1')} | {fmt(mean, 'mean_reward')} |"
             )
-    samples = 1 if getattr(args, "quick", False) else SAMPLES
+    samples = samples_per_puzzle(args)
     lines += [
         "",
         f"The puzzle's share of whether a video succeeds (intraclass correlation over the {samples} "
@@ -784,7 +789,7 @@ def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
         "puzzles": [p.key for p in puzzles],
         "video": dataclasses.asdict(video),
         "sampler": eval_sampler(cfg, args),
-        "samples": 1 if args.quick else SAMPLES,
+        "samples": samples_per_puzzle(args),
         "seed": EVAL_SEED,
         "metrics": list(METRICS),
     }
