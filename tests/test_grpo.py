@@ -435,6 +435,8 @@ def test_zero_variance_groups_are_skipped_and_counted(tiny_init, tmp_path):
     train_grpo(cfg, progress=False)
     (m,) = [m for m in _metrics(run) if "reward_mean" in m]
     assert m["frac_zero_std"] == 1.0 and m["contributing"] == 0 and m["grad_norm"] is None
+    # nothing was measured: no loss, KL or clipping to report (a KL of 0 would read as "no drift")
+    assert all(m[k] is None for k in ("loss", "pg_loss", "kl", "clip_frac", "ratio_dev")), m
     from vrlvr.models import load_policy
 
     after = load_policy(run / "final").lora_state_dict()
@@ -491,6 +493,7 @@ def test_non_finite_rewards_skip_steps_then_stop_with_a_checkpoint(tiny_init, tm
         train_grpo(cfg, progress=False)
     steps = [m for m in _metrics(run) if "reward_mean" in m]
     assert len(steps) == 2 and all("non-finite" in m["skipped"] for m in steps)
+    assert all(m["loss"] is None and m["kl"] is None for m in steps)  # skipped: nothing measured
     assert (run / "checkpoints" / "step_0000002" / "train_state.pt").is_file()
 
 

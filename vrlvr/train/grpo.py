@@ -621,13 +621,17 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
         stats = all_reduce_sum(stats, info)
         stats[4] = ratio_dev[0]
         cnt = max(1.0, float(stats[3]))
+        # a step that updated nothing (every group without reward variance, or a non-finite reward)
+        # measured no loss, KL or clipping: None, not 0, so curves and means skip it rather than
+        # read a KL of 0 from a step that never looked
+        updated = not why and n_contrib > 0
         rec.update(
             {
-                "loss": float(stats[5]) / max(1, g_cfg.inner_epochs),
-                "pg_loss": float(stats[0]) / cnt,
-                "kl": float(stats[1]) / cnt,
-                "clip_frac": float(stats[2]) / cnt,
-                "ratio_dev": float(stats[4]),
+                "loss": float(stats[5]) / max(1, g_cfg.inner_epochs) if updated else None,
+                "pg_loss": float(stats[0]) / cnt if updated else None,
+                "kl": float(stats[1]) / cnt if updated else None,
+                "clip_frac": float(stats[2]) / cnt if updated else None,
+                "ratio_dev": float(stats[4]) if updated else None,
                 "grad_norm": gnorm if math.isfinite(gnorm) else None,
                 "lr": sched.get_last_lr()[0],
                 "contributing": int(n_contrib),
@@ -660,7 +664,8 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
             say(
                 f"step {step}/{o.steps}: reward {rec['reward_mean']:.3f} +- {rec['reward_std']:.3f}, "
                 f"success {rec['success_rate']:.3f} (loose {rec['loose_success_rate']:.3f}), "
-                f"kl {rec['kl']:.2e}, zero-variance groups {rec['frac_zero_std']:.2f}, "
+                f"kl {'-' if rec['kl'] is None else format(rec['kl'], '.2e')}, "
+                f"zero-variance groups {rec['frac_zero_std']:.2f}, "
                 f"{rec['step_time_s']:.1f} s"
             )
         if info.main and cfg.sample_every and step % cfg.sample_every == 0:
