@@ -652,6 +652,29 @@ def test_metrics_logger_writes_tensorboard_events_when_installed(tmp_path):
     assert read_metrics(tmp_path / "metrics.jsonl") == []
 
 
+def test_curves_leave_a_gap_where_a_step_trained_nothing(tmp_path):
+    """A step without any group to train measured no KL: the curve shows a gap there, whether the
+    run logged null (now) or 0 with contributing 0 (runs made before), and the PNG is written."""
+    from vrlvr.train.logger import MetricsLogger, plot_curves, update_series
+
+    base = {"reward_mean": 0.1, "success_rate": 0.0, "loose_success_rate": 0.0}
+    rows = [
+        {**base, "step": 1, "kl": 0.0, "contributing": 8},
+        {**base, "step": 2, "kl": None, "contributing": 0},  # logged now: null
+        {**base, "step": 3, "kl": 0.0, "contributing": 0},  # logged before: 0
+        {**base, "step": 4, "kl": 2e-4, "contributing": 16},
+    ]
+    kl = update_series(rows, "kl")
+    assert kl[0] == 0.0 and kl[3] == 2e-4 and math.isnan(kl[1]) and math.isnan(kl[2])
+    assert math.isnan(update_series(rows, "clip_frac")[0])  # never logged: a gap too
+    log = MetricsLogger(tmp_path)
+    for r in rows:
+        log.log(r)
+    log.close()
+    png = plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curves.png")
+    assert png is not None and png.stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_bench_rollout_reports_every_configuration(tmp_path):
     import importlib

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vrlvr.train.checkpoint import atomic_write_text
 
-__all__ = ["MetricsLogger", "read_metrics", "plot_curves"]
+__all__ = ["MetricsLogger", "read_metrics", "plot_curves", "update_series"]
 
 
 def _flatten(rec: dict, prefix: str = "") -> dict[str, float]:
@@ -75,6 +75,17 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(ln) for ln in read_lines(p)] if p.is_file() else []
 
 
+def update_series(train: list[dict], key: str) -> list[float]:
+    """An update statistic (kl, clip_frac, loss, ...) per step record, NaN where the step trained no
+    group (logged null, or 0 with contributing 0 by runs made before the trainer logged null): a gap
+    in the curve, not a measured 0."""
+    out = []
+    for r in train:
+        v = r.get(key)
+        out.append(float("nan") if v is None or r.get("contributing") == 0 else float(v))
+    return out
+
+
 def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
     """curves.png: reward, exact and loose success, held-out precision / recall / F1, KL, clip
     fraction and the share of zero-variance groups over steps (training rollouts as lines,
@@ -134,13 +145,13 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
     ax.set_title("held-out precision / recall / F1")
     if ax.lines:
         ax.legend(fontsize=7)
-    kl = [r.get("kl") for r in train]
-    axes[1, 0].plot(steps, [float("nan") if v is None else v for v in kl])
+    kl = update_series(train, "kl")
+    axes[1, 0].plot(steps, kl)
     # 0 after step 1 means either a run that never updated (every group skipped) or one made
     # before the trainer logged the KL with grpo.beta = 0: the title says so rather than guess
-    moved = any(v not in (None, 0.0) for v in kl[1:])
+    moved = any(v == v and v != 0.0 for v in kl[1:])  # v == v: not NaN
     axes[1, 0].set_title("KL to the reference policy" + ("" if moved else " (0: no update, or not logged)"))
-    axes[1, 1].plot(steps, [r.get("clip_frac", float("nan")) for r in train])
+    axes[1, 1].plot(steps, update_series(train, "clip_frac"))
     axes[1, 1].set_title("clip fraction")
     axes[1, 2].plot(steps, [r.get("frac_zero_std", float("nan")) for r in train])
     axes[1, 2].set_title("groups without reward variance (skipped)")
