@@ -26,7 +26,8 @@ def test_shipped_checkpoint_loads_generates_and_is_trained(name):
     folder = SHIPPED_DIR / name
     for f in ("policy.json", "model.safetensors", "heldout.json"):
         assert (folder / f).is_file(), f"{name} does not ship {f}"
-    assert (folder / "model.safetensors").stat().st_size < 8e6  # small enough to ship in the wheel
+    # small enough to ship in the wheel (the 12-block maze-deep12: 10.5 MB)
+    assert (folder / "model.safetensors").stat().st_size < 12e6
     policy = load_policy(name).eval()
     meta = json.loads((folder / "policy.json").read_text())
     task = tasks.get(meta["task"])

@@ -57,6 +57,10 @@ SHIPPED_RECIPES = {
     "sokoban-deep8": "vrlvr sft --config configs/sokoban-tiny-sft.yaml out_dir=runs/sokoban-deep8-sft "
     "model.path=sokoban-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
     "data.seed=7000000 eval.n=8 max_minutes=0",
+    # maze-deep8 grown again, to 12 blocks, on another fresh puzzle stream: the best maze RL start
+    "maze-deep12": "vrlvr sft --config configs/maze-tiny-sft.yaml out_dir=runs/maze-deep12-sft "
+    "model.path=maze-deep8 model.deepen_to=12 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
+    "data.seed=8000000 eval.n=8 max_minutes=0",
 }
 POLICY_FILE = "policy.json"
 #: the adapter file, in the diffusers LoRA format (keys ``transformer.*``; ``load_lora_weights`` reads it)

@@ -53,8 +53,8 @@ class RLModelConfig:
         default="maze-tiny",
         metadata={
             "help": "the policy to start from: a shipped name (maze-tiny, flowfree-tiny, sokoban-tiny, "
-            "maze-deep8, flowfree-deep8, sokoban-deep8), a run folder (OUT or OUT/final of `vrlvr sft`/"
-            "`vrlvr-train`) or a local diffusers-format Wan folder (Wan2.2-TI2V-5B-Diffusers)"
+            "maze-deep8, maze-deep12, flowfree-deep8, sokoban-deep8), a run folder (OUT or OUT/final of "
+            "`vrlvr sft`/`vrlvr-train`) or a local diffusers-format Wan folder (Wan2.2-TI2V-5B-Diffusers)"
         },
     )
     max_sequence_length: int = field(default=512, metadata={"help": "wan: prompt tokens (Wan uses 512)"})
