@@ -149,7 +149,7 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
     axes[1, 0].plot(steps, kl)
     # 0 after step 1 means either a run that never updated (every group skipped) or one made
     # before the trainer logged the KL with grpo.beta = 0: the title says so rather than guess
-    moved = any(v == v and v != 0.0 for v in kl[1:])  # v == v: not NaN
+    moved = any(math.isfinite(v) and v != 0.0 for v in kl[1:])  # NaN: no update that step
     axes[1, 0].set_title("KL to the reference policy" + ("" if moved else " (0: no update, or not logged)"))
     axes[1, 1].plot(steps, update_series(train, "clip_frac"))
     axes[1, 1].set_title("clip fraction")
