@@ -80,6 +80,34 @@ def test_deep8_checkpoints_start_the_tiny_configs(task):
     }
 
 
+def test_maze_deep12_config_starts_from_the_12_block_checkpoint():
+    """configs/maze-deep12.yaml is configs/maze-tiny.yaml's puzzles, video, held-out set and schedule
+    with the anchored awm loss from the shipped 12-block maze-deep12 (grown from maze-deep8), run to
+    the end of its cosine decay (no max_minutes cut)."""
+    from vrlvr.models.policy import resolve_checkpoint
+
+    folder = CONFIGS[0].parent
+    deep = load_config(GRPOConfig, folder / "maze-deep12.yaml")
+    tiny = load_config(GRPOConfig, folder / "maze-tiny.yaml")
+    policy = json.loads((resolve_checkpoint("maze-deep12") / "policy.json").read_text())
+    held = json.loads((resolve_checkpoint("maze-deep12") / "heldout.json").read_text())
+    recipe = (deep.model.init, deep.grpo.loss, deep.grpo.beta, deep.max_minutes)
+    assert recipe == ("maze-deep12", "awm", 5.0, 0)
+    assert policy["task"] == "maze" and policy["config"]["num_layers"] == 12
+    assert (deep.data.sizes, deep.data.num_frames, deep.data.cell_px) == (
+        policy["data"]["sizes"],
+        policy["data"]["num_frames"],
+        policy["data"]["cell_px"],
+    )
+    assert held == json.loads((resolve_checkpoint("maze-tiny") / "heldout.json").read_text())
+    assert (deep.heldout.seed, deep.heldout.n) == (held["seed"], held["n"])
+    # everything else is table 1's maze recipe
+    for section in ("data", "optim", "sampling", "reward", "lora"):
+        assert getattr(deep, section) == getattr(tiny, section), section
+    same = ("prompts_per_step", "group_size", "sde_window", "clip_range", "adv_clip", "inner_epochs")
+    assert all(getattr(deep.grpo, k) == getattr(tiny.grpo, k) for k in same)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["flowfree", "sokoban"])
 def test_tiny_configs_train_as_shipped(task, tmp_path):
