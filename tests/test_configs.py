@@ -105,7 +105,8 @@ def test_maze_deep12_config_starts_from_the_12_block_checkpoint():
     for section in ("data", "optim", "sampling", "reward", "lora"):
         assert getattr(deep, section) == getattr(tiny, section), section
     same = ("prompts_per_step", "group_size", "sde_window", "clip_range", "adv_clip", "inner_epochs")
-    assert all(getattr(deep.grpo, k) == getattr(tiny.grpo, k) for k in same)
+    for key in same:
+        assert getattr(deep.grpo, key) == getattr(tiny.grpo, key), key
 
 
 @pytest.mark.slow

@@ -85,3 +85,26 @@ def test_checkpoints_ship_in_the_wheel():
     for name in SHIPPED_RECIPES:
         for f in ("model.safetensors", "policy.json", "heldout.json"):
             assert not _ignored(f"vrlvr/checkpoints/{name}/{f}", patterns), (name, f)
+
+
+def test_every_shipped_folder_has_a_recipe_and_is_named_in_the_help():
+    """vrlvr/checkpoints/ and SHIPPED_RECIPES list the same checkpoints, and the help of the trainer's
+    model.init and of `vrlvr eval/sample --checkpoint` names each of them (read from that one list)."""
+    import argparse
+    import dataclasses
+
+    from vrlvr.cli import build_parser
+    from vrlvr.train.grpo_config import RLModelConfig
+
+    folders = {p.name for p in SHIPPED_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders == set(SHIPPED_RECIPES)
+    init = next(f for f in dataclasses.fields(RLModelConfig) if f.name == "init")
+    helps = {"model.init": init.metadata["help"]}
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command in ("eval", "sample"):
+        actions = commands[command]._actions
+        helps[command] = next(a.help for a in actions if "--checkpoint" in a.option_strings)
+    for where, text in helps.items():
+        for name in SHIPPED_RECIPES:
+            assert name in text, (where, name, text)

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from vrlvr.commands.data import add_option_argument
+from vrlvr.models.shipped import shipped_names
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> None:
@@ -19,7 +20,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, n_default: int) -> Non
         "--checkpoint",
         required=True,
         help="a checkpoint folder (OUT/final of `vrlvr sft`, a Wan folder) or a shipped name "
-        "(maze-tiny, flowfree-tiny, sokoban-tiny, maze-deep8, maze-deep12, flowfree-deep8, sokoban-deep8)",
+        f"({shipped_names()})",
     )
     parser.add_argument("--task", help="maze, flowfree or sokoban (default: the checkpoint's task)")
     parser.add_argument("--n", type=int, default=n_default, help="number of puzzles")

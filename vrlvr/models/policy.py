@@ -12,9 +12,8 @@ into its input space:
   frame 0, so an Euler or SDE step never moves it.
 - ``save(dir)`` / ``load_policy(dir)``: a checkpoint folder with ``policy.json`` naming the kind.
 
-``load_policy`` also takes the name of a checkpoint shipped inside the package (``maze-tiny``,
-``flowfree-tiny``, ``sokoban-tiny``, ``maze-deep8``, ``flowfree-deep8``, ``sokoban-deep8``:
-vrlvr/checkpoints/<name>/).
+``load_policy`` also takes the name of a checkpoint shipped inside the package
+(vrlvr/checkpoints/<name>/; the names and the command that made each: ``vrlvr.models.shipped``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from vrlvr.models.conditioning import apply_condition, token_timesteps
+from vrlvr.models.shipped import SHIPPED_DIR, SHIPPED_RECIPES, shipped_names
 
 __all__ = [
     "VideoPolicy",
@@ -40,28 +40,6 @@ __all__ = [
     "LORA_WEIGHTS",
 ]
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-#: the command that makes each shipped checkpoint (README: "Checkpoints")
-SHIPPED_RECIPES = {
-    "maze-tiny": "vrlvr sft --config configs/maze-tiny-sft.yaml",
-    "flowfree-tiny": "vrlvr sft --config configs/flowfree-tiny-sft.yaml",
-    "sokoban-tiny": "vrlvr sft --config configs/sokoban-tiny-sft.yaml",
-    # maze-tiny / flowfree-tiny / sokoban-tiny grown to 8 blocks (starting as exactly its function),
-    # then SFT: RL gains more from them
-    "maze-deep8": "vrlvr sft --config configs/maze-tiny-sft.yaml out_dir=runs/maze-deep8-sft "
-    "model.path=maze-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
-    "data.seed=7000000 eval.n=8 max_minutes=0",
-    "flowfree-deep8": "vrlvr sft --config configs/flowfree-tiny-sft.yaml out_dir=runs/flowfree-deep8-sft "
-    "model.path=flowfree-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
-    "data.seed=7000000 eval.n=8 max_minutes=0",
-    "sokoban-deep8": "vrlvr sft --config configs/sokoban-tiny-sft.yaml out_dir=runs/sokoban-deep8-sft "
-    "model.path=sokoban-tiny model.deepen_to=8 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
-    "data.seed=7000000 eval.n=8 max_minutes=0",
-    # maze-deep8 grown again, to 12 blocks, on another fresh puzzle stream: the best maze RL start
-    "maze-deep12": "vrlvr sft --config configs/maze-tiny-sft.yaml out_dir=runs/maze-deep12-sft "
-    "model.path=maze-deep8 model.deepen_to=12 optim.steps=700 optim.lr=3e-4 optim.warmup_steps=10 "
-    "data.seed=8000000 eval.n=8 max_minutes=0",
-}
 POLICY_FILE = "policy.json"
 #: the adapter file, in the diffusers LoRA format (keys ``transformer.*``; ``load_lora_weights`` reads it)
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -278,7 +256,7 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
             )
         return shipped
     raise FileNotFoundError(
-        f"checkpoint {name!r} is neither a folder nor a shipped checkpoint ({', '.join(SHIPPED_RECIPES)})"
+        f"checkpoint {name!r} is neither a folder nor a shipped checkpoint ({shipped_names()})"
     )
 
 

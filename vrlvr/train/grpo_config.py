@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vrlvr.models.shipped import shipped_names
 from vrlvr.train.sft_config import DataConfig, EvalConfig, HeldoutConfig, SamplingConfig
 
 __all__ = [
@@ -52,9 +53,9 @@ class RLModelConfig:
     init: str = field(
         default="maze-tiny",
         metadata={
-            "help": "the policy to start from: a shipped name (maze-tiny, flowfree-tiny, sokoban-tiny, "
-            "maze-deep8, maze-deep12, flowfree-deep8, sokoban-deep8), a run folder (OUT or OUT/final of "
-            "`vrlvr sft`/`vrlvr-train`) or a local diffusers-format Wan folder (Wan2.2-TI2V-5B-Diffusers)"
+            "help": f"the policy to start from: a shipped name ({shipped_names()}), a run folder (OUT or "
+            "OUT/final of `vrlvr sft`/`vrlvr-train`) or a local diffusers-format Wan folder "
+            "(Wan2.2-TI2V-5B-Diffusers)"
         },
     )
     max_sequence_length: int = field(default=512, metadata={"help": "wan: prompt tokens (Wan uses 512)"})
