@@ -8,7 +8,10 @@ mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in three c
 
 - ``half``: window [0, ceil(T/2)) (the default, Early-Step Focus), fused SDE op (auto backend);
 - ``all``: window [0, T): every step is stochastic and re-scored;
-- ``half_eager``: as ``half`` with the SDE step, log-prob and KL in eager torch (VRLVR_BACKEND=torch).
+- ``half_eager``: as ``half`` with the SDE step, log-prob and KL in eager torch (VRLVR_BACKEND=torch);
+- ``half_unfolded``: as ``half`` with the Euler steps outside the window run by peft's adapted
+  forward (W x + s B A x) instead of the adapter folded into W (vrlvr.models.lora_fold; its forward
+  alone: bench/bench_lora_fold.py).
 
 Each runs --steps steps; the first is a warm-up and the median of the rest is reported. What bounds a
 step: a rollout costs T transformer forwards per video whatever the window; training costs, per window
@@ -50,13 +53,26 @@ def _env(name: str, value: str | None):
             os.environ[name] = old
 
 
-def run_case(root: Path, init: str, window: list[int], backend: str | None, args) -> dict:
+@contextlib.contextmanager
+def _unfolded():
+    """Rollouts without the LoRA fold: every step runs the adapted forward."""
+    from vrlvr.models.policy import VideoPolicy
+
+    saved = VideoPolicy.folded_lora
+    VideoPolicy.folded_lora = lambda self: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        VideoPolicy.folded_lora = saved
+
+
+def run_case(root: Path, init: str, window: list[int], backend: str | None, args, fold: bool = True) -> dict:
     from vrlvr.config import load_config
     from vrlvr.train.grpo import train_grpo
     from vrlvr.train.grpo_config import GRPOConfig
     from vrlvr.train.logger import read_metrics
 
-    out = root / f"run-{window[0]}-{window[1]}-{backend or 'auto'}"
+    out = root / f"run-{window[0]}-{window[1]}-{backend or 'auto'}{'' if fold else '-unfolded'}"
     cfg = load_config(
         GRPOConfig,
         None,
@@ -78,7 +94,7 @@ def run_case(root: Path, init: str, window: list[int], backend: str | None, args
             f"checkpoint_every={args.steps}",
         ],
     )
-    with _env("VRLVR_BACKEND", backend):
+    with _env("VRLVR_BACKEND", backend), contextlib.nullcontext() if fold else _unfolded():
         train_grpo(cfg, progress=False)
     recs = [r for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r][1:]  # drop the warm-up
     med = {
@@ -89,6 +105,7 @@ def run_case(root: Path, init: str, window: list[int], backend: str | None, args
     return {
         "window": window,
         "sde_backend": backend or "auto",
+        "lora_fold": fold,
         "steps_measured": len(recs),
         **{f"median_{k}": round(v, 4) for k, v in med.items()},
         "rollout_videos_per_s": round(videos / med["rollout_time_s"], 3),
@@ -126,8 +143,9 @@ def main(argv: list[str] | None = None) -> dict:
             "half": run_case(root, init, half, None, args),
             "all": run_case(root, init, [0, args.T], None, args),
             "half_eager": run_case(root, init, half, "torch", args),
+            "half_unfolded": run_case(root, init, half, None, args, fold=False),
         }
-    h, a, e = cases["half"], cases["all"], cases["half_eager"]
+    h, a, e, u = cases["half"], cases["all"], cases["half_eager"], cases["half_unfolded"]
     report = {
         "benchmark": "rollout",
         "machine": {
@@ -151,6 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
         "early_step_focus_goal": 0.6,
         "fused_vs_eager_rollout_speedup": round(e["median_rollout_time_s"] / h["median_rollout_time_s"], 4),
         "fused_vs_eager_train_speedup": round(e["median_train_time_s"] / h["median_train_time_s"], 4),
+        "lora_fold_rollout_speedup": round(u["median_rollout_time_s"] / h["median_rollout_time_s"], 4),
+        "early_step_focus_step_time_ratio_unfolded": round(
+            u["median_step_time_s"] / a["median_step_time_s"], 4
+        ),
     }
     text = json.dumps(report, indent=2)
     if args.json:

@@ -96,7 +96,7 @@ def test_no_subcommand_prints_help(capsys):
 def test_bench_lists_and_forwards_options(capsys):
     assert main(["bench"]) == 0
     listed = capsys.readouterr().out.split()
-    for name in ("sde", "parse", "verify", "tasks"):
+    for name in ("sde", "parse", "verify", "tasks", "lora_fold"):
         assert name in listed
     assert main(["bench", "sde", "--help"]) == 0
     assert "--shapes" in capsys.readouterr().out

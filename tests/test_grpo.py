@@ -7,9 +7,11 @@ Every run here uses a 1-layer tiny-pixel policy built from config and saved as a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -164,6 +166,29 @@ def test_shared_start_gives_a_group_one_initial_noise_and_its_own_sde_noise(tiny
     # off (the default): every rollout starts from its own noise
     r3 = sample_rollouts(policy, bucket, G, 3, sigmas, (0, 2), 0.7, "sde", 0, 0, 4)
     assert not torch.equal(r3.states[0][0], r3.states[0][1])
+
+
+@pytest.mark.parametrize("window", [(0, 2), (1, 3)])
+def test_folded_euler_steps_keep_the_rollout_and_the_window_logp_bit_for_bit(tiny_init, tmp_path, window):
+    """The rollout runs its Euler steps (outside the window) with the adapter folded into W
+    (vrlvr.models.lora_fold); the adapted sampler is the reference. Before the window nothing is
+    stochastic, so a fold there moves the window's start by fp32 rounding only."""
+    cfg, policy, _, (bucket,) = _bucket_and_policy(tiny_init, tmp_path)
+    with torch.no_grad():  # a trained adapter: a fresh one (B = 0) folds to W exactly
+        for n, w in policy.named_parameters():
+            if "lora_B" in n:
+                w.normal_(0, 0.3, generator=torch.Generator().manual_seed(len(n)))
+    sigmas = flow_sigmas(cfg.sampling.steps, cfg.sampling.shift)
+    r = sample_rollouts(policy, bucket, 4, 3, sigmas, window, 0.7, "sde", 0, 0, 4)
+    unfolded = contextlib.nullcontext
+    with mock.patch.object(type(policy), "folded_lora", lambda self: unfolded()):
+        ref = sample_rollouts(policy, bucket, 4, 3, sigmas, window, 0.7, "sde", 0, 0, 4)
+    torch.testing.assert_close(r.latents, ref.latents, rtol=1e-4, atol=1e-4)
+    assert np.abs(r.videos.astype(int) - ref.videos.astype(int)).max() <= 1
+    if window[0] == 0:  # no Euler step before the window: its log-probs are the adapted ones exactly
+        assert torch.equal(r.logp, ref.logp) and all(torch.equal(a, b) for a, b in zip(r.states, ref.states))
+    else:
+        torch.testing.assert_close(r.logp, ref.logp, rtol=1e-4, atol=1e-4)
 
 
 def test_shared_start_seed_is_apart_from_every_rollout_seed():
@@ -684,7 +709,9 @@ def test_bench_rollout_reports_every_configuration(tmp_path):
     args = "--steps 2 --B 2 --G 4 --T 2 --micro-batch 8 --threads 2".split()
     rep = bench.main([*args, "--json", str(out)])
     assert json.loads(out.read_text()) == rep
-    assert set(rep["cases"]) == {"half", "all", "half_eager"}
+    assert set(rep["cases"]) == {"half", "all", "half_eager", "half_unfolded"}
+    assert rep["cases"]["half"]["lora_fold"] and not rep["cases"]["half_unfolded"]["lora_fold"]
+    assert rep["lora_fold_rollout_speedup"] > 0
     assert rep["cases"]["half"]["window"] == [0, 1] and rep["cases"]["all"]["window"] == [0, 2]
     assert rep["early_step_focus_step_time_ratio"] > 0 and rep["cases"]["half"]["rollout_videos_per_s"] > 0
 

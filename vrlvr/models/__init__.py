@@ -7,6 +7,7 @@ schedule and sampling.
 - ``conditioning``: Wan2.2-TI2V first-frame conditioning (clean frame 0, timestep 0)
 - ``schedule``: shifted sigmas equal to diffusers' FlowMatchEulerDiscreteScheduler
 - ``sampling``: batched Euler ODE sampling, step by step or ``generate_videos``
+- ``lora_fold``: ``FoldedLoRA``, inference with the adapter folded into the base weights
 - ``flops``: analytic FLOPs of a WanTransformer3DModel forward
 
 Names are imported lazily (``from vrlvr.models import load_policy`` imports torch then, not before),
@@ -35,6 +36,7 @@ _EXPORTS = {
     "sample_latents": "sampling",
     "generate_videos": "sampling",
     "wan_forward_flops": "flops",
+    "FoldedLoRA": "lora_fold",
 }
 
 __all__ = sorted(_EXPORTS)

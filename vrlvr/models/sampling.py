@@ -16,6 +16,7 @@ window [start, end) and Euler steps elsewhere, the sampler an SDE-GRPO trainer r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -117,15 +118,18 @@ def sample_latents(
     generator: torch.Generator | None = None,
     step_fn: StepFn = euler_step,
     progress: bool = False,
+    step_context: Callable[[int], contextlib.AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """Denoise from sigmas[0] to sigmas[-1]. cond [B, C, 1, h, w], prompt_embeds [B, L, D]
-    -> latents [B, C, f, h, w] with frame 0 == cond exactly."""
+    -> latents [B, C, f, h, w] with frame 0 == cond exactly. ``step_context(i)``: a context the
+    model call of step i runs in (generate_videos: the folded LoRA adapter)."""
     B, C, _, h, w = cond.shape
     x = initial_latents(cond, (C, num_latent_frames, h, w), generator)
     sigmas = sigmas.to(x.device)
     steps = range(len(sigmas) - 1)
     for i in tqdm(steps, desc="denoise", leave=False, disable=not progress):
-        v = policy.velocity(x, sigmas[i].expand(B), prompt_embeds, cond)  # [B, C, f, h, w]
+        with step_context(i) if step_context is not None else contextlib.nullcontext():
+            v = policy.velocity(x, sigmas[i].expand(B), prompt_embeds, cond)  # [B, C, f, h, w]
         x = step_fn(x, v, sigmas[i], sigmas[i + 1], i)
     return apply_condition(x, cond)
 
@@ -160,8 +164,25 @@ def generate_videos(
     prompt_embeds = policy.encode_prompts(list(prompts))  # [B, L, D]
     gen = torch.Generator().manual_seed(int(seed))
     step_fn = euler_step if sde is None else sde_window_step(sde.check(num_steps), gen)
+    # An adapter runs folded into the base weights (the same function, faster), except on the SDE
+    # window's steps, which run adapted as in the trainer's rollout: the same videos bit for bit.
+    fold = policy.folded_lora() if getattr(policy, "lora", None) else None
+
+    def step_context(i: int):
+        if fold is None or (sde is not None and sde.start <= i < sde.end):
+            return contextlib.nullcontext()
+        return fold
+
     latents = sample_latents(
-        policy, cond, prompt_embeds, f, flow_sigmas(num_steps, shift), gen, step_fn, progress=progress
+        policy,
+        cond,
+        prompt_embeds,
+        f,
+        flow_sigmas(num_steps, shift),
+        gen,
+        step_fn,
+        progress=progress,
+        step_context=step_context,
     )
     videos = policy.decode(latents)[:, :num_frames]  # [B, F, H, W, 3]
     videos[:, 0] = first_frames
