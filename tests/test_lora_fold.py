@@ -227,3 +227,13 @@ def test_generate_videos_folds_every_step_but_the_sde_windows():
     entered.clear()
     generate_videos(p, first, ["maze"], num_frames=3, num_steps=4, seed=0, sde=SdeWindow(1, 3))
     assert len(entered) == 2  # steps 0 and 3
+
+
+@torch.no_grad()
+def test_an_adapter_bias_is_left_unfolded():
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    p = TinyPixelPolicy(TINY)
+    p.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"], lora_bias=True))
+    assert "bias" in FoldedLoRA(p.transformer).reason

@@ -14,8 +14,8 @@ after an optimizer step build a new one.
 
 It folds only where that keeps the function: float32 base weights and matmuls (a bf16 base or
 autocast would round the adapter's small update into W's 8-bit mantissa and lose it), plain LoRA
-on ``nn.Linear`` layers (no DoRA, no active dropout), adapters on. Otherwise it is a no-op
-context and the adapted forward runs: slower, never different.
+on ``nn.Linear`` layers (no DoRA, no adapter bias, no active dropout), adapters on. Otherwise it
+is a no-op context and the adapted forward runs: slower, never different.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class FoldedLoRA:
             names = [a for a in layer.active_adapters if a in layer.lora_A]
             if any(layer.use_dora.get(a, False) for a in names):
                 return "DoRA adapters do not fold into W"
+            if any(getattr(layer, "lora_bias", {}).get(a, False) for a in names):
+                return "the adapter has a bias (lora_bias): W + s B A leaves it out"
             drop = [layer.lora_dropout[a] for a in names]
             if layer.training and any(isinstance(d, nn.Dropout) and d.p > 0 for d in drop):
                 return "LoRA dropout is active (training mode): the adapted forward is random"
@@ -84,9 +86,9 @@ class FoldedLoRA:
             return self
         if torch.is_grad_enabled():
             raise RuntimeError("FoldedLoRA is for inference: enter it under torch.no_grad()")
+        self.transformer.disable_adapters()
         for base, _, folded in self._swaps:
             base.weight = folded
-        self.transformer.disable_adapters()
         return self
 
     def __exit__(self, *exc) -> None:
