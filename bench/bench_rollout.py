@@ -1,10 +1,10 @@
 """SDE-GRPO step benchmark: rollout videos/s, the verifier's share of a step, Early-Step Focus (the
 SDE window on the first half of the sampling steps vs all of them) and the fused SDE op vs eager torch
-inside a real rollout. JSON on stdout (or --json PATH).
+inside a real rollout, and the LoRA fold on the Euler steps. JSON on stdout (or --json PATH).
 
 Runs real `vrlvr-train` steps (vrlvr.train.grpo.train_grpo, held-out evaluation off) from the shipped
 maze-tiny policy (--init: any trained policy; a random one earns no reward variance, so nothing trains) on 7x7
-mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in three configurations:
+mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in four configurations:
 
 - ``half``: window [0, ceil(T/2)) (the default, Early-Step Focus), fused SDE op (auto backend);
 - ``all``: window [0, T): every step is stochastic and re-scored;
