@@ -118,14 +118,20 @@ def test_it_does_not_fold_where_folding_would_change_the_function():
         pass
 
 
+@pytest.mark.parametrize(
+    "options, reason",
+    [({"use_dora": True}, "DoRA"), ({"lora_bias": True}, "bias"), ({"lora_dropout": 0.1}, "dropout")],
+)
 @torch.no_grad()
-def test_dora_adapters_are_left_unfolded():
+def test_peft_adapters_that_do_not_fold_into_w_are_left_unfolded(options, reason):
     from peft import LoraConfig
 
     torch.manual_seed(0)
     p = TinyPixelPolicy(TINY)
-    p.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"], use_dora=True))
-    assert "DoRA" in FoldedLoRA(p.transformer).reason
+    p.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"], **options))
+    assert reason in FoldedLoRA(p.transformer.train()).reason
+    if "lora_dropout" in options:
+        assert FoldedLoRA(p.transformer.eval()).active  # eval: dropout is the identity
 
 
 @torch.no_grad()
@@ -192,17 +198,6 @@ def test_bench_lora_fold_reports_both_forwards(tmp_path):
 
 
 @torch.no_grad()
-def test_active_lora_dropout_is_left_unfolded():
-    torch.manual_seed(0)
-    p = TinyPixelPolicy(TINY)
-    from peft import LoraConfig
-
-    p.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"], lora_dropout=0.1))
-    assert "dropout" in FoldedLoRA(p.transformer.train()).reason
-    assert FoldedLoRA(p.transformer.eval()).active  # eval: dropout is the identity
-
-
-@torch.no_grad()
 def test_generate_videos_folds_every_step_but_the_sde_windows():
     """The SDE window's steps run adapted, as in the trainer's rollout (same videos bit for bit);
     the Euler steps run folded."""
@@ -227,13 +222,3 @@ def test_generate_videos_folds_every_step_but_the_sde_windows():
     entered.clear()
     generate_videos(p, first, ["maze"], num_frames=3, num_steps=4, seed=0, sde=SdeWindow(1, 3))
     assert len(entered) == 2  # steps 0 and 3
-
-
-@torch.no_grad()
-def test_an_adapter_bias_is_left_unfolded():
-    from peft import LoraConfig
-
-    torch.manual_seed(0)
-    p = TinyPixelPolicy(TINY)
-    p.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"], lora_bias=True))
-    assert "bias" in FoldedLoRA(p.transformer).reason

@@ -7,7 +7,8 @@ schedule and sampling.
 - ``conditioning``: Wan2.2-TI2V first-frame conditioning (clean frame 0, timestep 0)
 - ``schedule``: shifted sigmas equal to diffusers' FlowMatchEulerDiscreteScheduler
 - ``sampling``: batched Euler ODE sampling, step by step or ``generate_videos``
-- ``lora_fold``: ``FoldedLoRA``, inference with the adapter folded into the base weights
+- ``lora_fold``: ``FoldedLoRA``, inference with the adapter folded into the base weights;
+  ``fold_outside``, folded on the sampling steps outside an SDE window
 - ``flops``: analytic FLOPs of a WanTransformer3DModel forward
 
 Names are imported lazily (``from vrlvr.models import load_policy`` imports torch then, not before),
@@ -37,6 +38,7 @@ _EXPORTS = {
     "generate_videos": "sampling",
     "wan_forward_flops": "flops",
     "FoldedLoRA": "lora_fold",
+    "fold_outside": "lora_fold",
 }
 
 __all__ = sorted(_EXPORTS)

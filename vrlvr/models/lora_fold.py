@@ -20,10 +20,13 @@ is a no-op context and the adapted forward runs: slower, never different.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["FoldedLoRA"]
+__all__ = ["FoldedLoRA", "fold_outside"]
 
 
 def _lora_linears(transformer: nn.Module):
@@ -97,3 +100,21 @@ class FoldedLoRA:
         for base, original, _ in self._swaps:
             base.weight = original
         self.transformer.enable_adapters()
+
+
+def fold_outside(
+    policy, window: tuple[int, int] | None
+) -> Callable[[int], contextlib.AbstractContextManager]:
+    """Sampling step i -> the context its model call runs in: the policy's folded adapter outside
+    the SDE window [start, end), the adapted forward inside it (the log-probs the update recomputes
+    come from there, so they stay bit for bit). ``window`` None: every step folded. Build it once
+    per sampling call, after the last optimizer step."""
+    fold = policy.folded_lora() if getattr(policy, "lora", None) else None
+    start, end = window if window is not None else (0, 0)
+
+    def context(i: int) -> contextlib.AbstractContextManager:
+        if fold is None or start <= i < end:
+            return contextlib.nullcontext()
+        return fold
+
+    return context

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vrlvr.models.conditioning import apply_condition
+from vrlvr.models.lora_fold import fold_outside
 from vrlvr.models.schedule import flow_sigmas
 
 __all__ = [
@@ -166,13 +167,7 @@ def generate_videos(
     step_fn = euler_step if sde is None else sde_window_step(sde.check(num_steps), gen)
     # An adapter runs folded into the base weights (the same function, faster), except on the SDE
     # window's steps, which run adapted as in the trainer's rollout: the same videos bit for bit.
-    fold = policy.folded_lora() if getattr(policy, "lora", None) else None
-
-    def step_context(i: int):
-        if fold is None or (sde is not None and sde.start <= i < sde.end):
-            return contextlib.nullcontext()
-        return fold
-
+    step_context = fold_outside(policy, None if sde is None else (sde.start, sde.end))
     latents = sample_latents(
         policy,
         cond,

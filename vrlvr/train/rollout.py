@@ -19,13 +19,13 @@ points no update can credit (DanceGRPO shares the initial noise within a group t
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vrlvr.models.conditioning import apply_condition
+from vrlvr.models.lora_fold import fold_outside
 from vrlvr.ops import sde_step
 from vrlvr.train.exploration import block_noise, step_logprob
 
@@ -132,7 +132,7 @@ def sample_rollouts(
     # Euler steps outside the window need no log-prob: there the adapter runs folded into the base
     # weights (the same function, one matmul per projection instead of three). Window steps run the
     # adapted forward the update re-scores, so the first PPO ratio stays exactly 1 on CPU fp32.
-    fold = policy.folded_lora() if getattr(policy, "lora", None) else contextlib.nullcontext()
+    step_context = fold_outside(policy, (start, end))
     for b0 in range(0, N, micro_batch):
         rows = slice(b0, min(N, b0 + micro_batch))
         gs = gens[rows]
@@ -147,10 +147,9 @@ def sample_rollouts(
         x = apply_condition(noise0, cb)  # [B, C, f, h, w] fp32
         lp = []
         for i in range(len(sig) - 1):
-            in_window = start <= i < end
-            with contextlib.nullcontext() if in_window else fold:
+            with step_context(i):
                 v = policy.velocity(x, sig_dev[i].expand(B), pe, cb)  # [B, C, f, h, w], 0 on frame 0
-            if in_window:
+            if start <= i < end:
                 xg = x[:, :, 1:].contiguous()  # [B, C, f - 1, h, w]: generated frames only
                 if i == start:
                     states[0].append(xg)
