@@ -13,7 +13,14 @@ mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in four co
   forward (W x + s B A x) instead of the adapter folded into W (vrlvr.models.lora_fold; its forward
   alone: bench/bench_lora_fold.py).
 
-Each runs --steps steps; the first is a warm-up and the median of the rest is reported. What bounds a
+``--config`` takes the recipe (policy, data, sampling, window, loss, KL weight, reward) from a trainer
+config instead, e.g. ``configs/maze-deep12.yaml``; the window case is then the config's own window
+(``--window-end K``: [0, K) in either mode), and --T/--B/--G/--micro-batch override the config only
+when given.
+
+Each runs --steps steps, one configuration after the other; the first step is a warm-up and the
+median of the rest is reported (on a shared machine whose speed drifts, the ratios drift with it:
+compare reruns). What bounds a
 step: a rollout costs T transformer forwards per video whatever the window; training costs, per window
 step and sample, one forward + backward with the adapter and one reference forward, so the step time is
 about R + W * t and the ratio half / all tends to (R + T/2 t) / (R + T t) (the paper measured 0.60 with
@@ -21,6 +28,7 @@ T = 20). The SDE op itself moves 4 latent-sized tensors per step (x, v, noise, x
 transformer forward on the CPU; on a GPU with Wan2.2-5B latents it is bandwidth-bound (bench_sde).
 
     python bench/bench_rollout.py [--steps 3] [--threads 2] [--device cpu] [--json out.json]
+    python bench/bench_rollout.py --config configs/maze-deep12.yaml --threads 1   # a shipped recipe
 """
 
 from __future__ import annotations
@@ -66,7 +74,22 @@ def _unfolded():
         VideoPolicy.folded_lora = saved
 
 
-def run_case(root: Path, init: str, window: list[int], backend: str | None, args, fold: bool = True) -> dict:
+def recipe_overrides(args) -> list[str]:
+    """What every case shares: the built-in setup (the shipped maze-tiny policy on 7x7 mazes, the
+    trainer's defaults otherwise), or with --config that config's recipe; the sizes given on the
+    command line override either."""
+    sizes = {
+        "sampling.steps": args.T,
+        "grpo.prompts_per_step": args.B,
+        "grpo.group_size": args.G,
+        "grpo.micro_batch": args.micro_batch,
+    }
+    base = [] if args.config else ["data.task=maze", "data.sizes=[7]", "data.num_frames=9"]
+    init = args.init or (None if args.config else "maze-tiny")
+    return base + [f"{k}={v}" for k, v in {"model.init": init, **sizes}.items() if v is not None]
+
+
+def run_case(root: Path, window: list[int], backend: str | None, args, fold: bool = True) -> dict:
     from vrlvr.config import load_config
     from vrlvr.train.grpo import train_grpo
     from vrlvr.train.grpo_config import GRPOConfig
@@ -75,21 +98,17 @@ def run_case(root: Path, init: str, window: list[int], backend: str | None, args
     out = root / f"run-{window[0]}-{window[1]}-{backend or 'auto'}{'' if fold else '-unfolded'}"
     cfg = load_config(
         GRPOConfig,
-        None,
+        args.config,
         [
+            *recipe_overrides(args),
             f"out_dir={out}",
-            f"model.init={init}",
             f"device={args.device}",
             f"threads={args.threads}",
-            "data.task=maze",
-            "data.sizes=[7]",
-            "data.num_frames=9",
             "eval.n=0",
-            f"sampling.steps={args.T}",
+            "eval.every=0",
+            "max_minutes=0",
+            "sample_every=0",
             f"grpo.sde_window={window}",
-            f"grpo.prompts_per_step={args.B}",
-            f"grpo.group_size={args.G}",
-            f"grpo.micro_batch={args.micro_batch}",
             f"optim.steps={args.steps}",
             f"checkpoint_every={args.steps}",
         ],
@@ -101,9 +120,11 @@ def run_case(root: Path, init: str, window: list[int], backend: str | None, args
         k: statistics.median(r[k] for r in recs)
         for k in ("step_time_s", "rollout_time_s", "verify_time_s", "train_time_s")
     }
-    videos = args.B * args.G
+    videos = cfg.grpo.prompts_per_step * cfg.grpo.group_size
     return {
         "window": window,
+        "loss": cfg.grpo.loss,  # as trained (from --config, else the trainer's default)
+        "init": cfg.model.init,
         "sde_backend": backend or "auto",
         "lora_fold": fold,
         "steps_measured": len(recs),
@@ -120,30 +141,60 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--steps", type=int, default=3, help="GRPO steps per configuration (the first is warm-up)"
     )
-    ap.add_argument("--T", type=int, default=10, help="sampling steps")
-    ap.add_argument("--B", type=int, default=4, help="puzzles per step")
-    ap.add_argument("--G", type=int, default=8, help="rollouts per puzzle")
-    ap.add_argument("--micro-batch", type=int, default=16, help="samples per forward/backward")
+    ap.add_argument("--T", type=int, help="sampling steps (default 10, or the --config's)")
+    ap.add_argument("--B", type=int, help="puzzles per step (default 4, or the --config's)")
+    ap.add_argument("--G", type=int, help="rollouts per puzzle (default 8, or the --config's)")
+    ap.add_argument(
+        "--micro-batch", type=int, help="samples per forward/backward (default 16, or the --config's)"
+    )
+    ap.add_argument(
+        "--config",
+        metavar="YAML",
+        help="take the recipe (policy, data, sampling, window, loss, reward) from this trainer config",
+    )
+    ap.add_argument(
+        "--window-end",
+        type=int,
+        metavar="K",
+        help="the window case's window [0, K) (default: the --config's window, else the first half)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
         "--init",
-        default="maze-tiny",
-        help="policy to start from: a trained one, so that groups have reward variance and training is timed",
+        help="policy to start from (default maze-tiny, or the --config's): a trained one, so that groups "
+        "have reward variance and training is timed",
     )
     ap.add_argument("--json", metavar="PATH", help="also write the report here")
     args = ap.parse_args(argv)
     if args.steps < 2:
         ap.error("--steps must be >= 2 (the first step is a warm-up)")
+    if args.config and not Path(args.config).is_file():
+        ap.error(f"--config: no such file: {args.config}")
+    if not args.config:  # the built-in setup's sizes
+        for name, default in (("T", 10), ("B", 4), ("G", 8), ("micro_batch", 16)):
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+    from vrlvr.config import load_config
+    from vrlvr.train.grpo_config import GRPOConfig
+
+    # the recipe as the cases will run it (the config's window and sizes where not overridden)
+    recipe = load_config(GRPOConfig, args.config, [*recipe_overrides(args), "out_dir=unused"])
+    T = recipe.sampling.steps
+    if args.window_end is not None:
+        end = args.window_end
+        if not 1 <= end <= T:
+            ap.error(f"--window-end must be in [1, {T}] (the sampling steps), got {end}")
+    else:
+        end = recipe.grpo.sde_window[1] if args.config else (T + 1) // 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        init = args.init
-        half = [0, (args.T + 1) // 2]
+        half = [0, end]
         cases = {
-            "half": run_case(root, init, half, None, args),
-            "all": run_case(root, init, [0, args.T], None, args),
-            "half_eager": run_case(root, init, half, "torch", args),
-            "half_unfolded": run_case(root, init, half, None, args, fold=False),
+            "half": run_case(root, half, None, args),
+            "all": run_case(root, [0, T], None, args),
+            "half_eager": run_case(root, half, "torch", args),
+            "half_unfolded": run_case(root, half, None, args, fold=False),
         }
     h, a, e, u = cases["half"], cases["all"], cases["half_eager"], cases["half_unfolded"]
     report = {
@@ -157,12 +208,16 @@ def main(argv: list[str] | None = None) -> dict:
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         },
         "setup": {
-            "T": args.T,
-            "B": args.B,
-            "G": args.G,
-            "micro_batch": args.micro_batch,
-            "frames": 9,
-            "px": 28,
+            "config": args.config,
+            "init": recipe.model.init,
+            "loss": recipe.grpo.loss,
+            "beta": recipe.grpo.beta,
+            "T": T,
+            "B": recipe.grpo.prompts_per_step,
+            "G": recipe.grpo.group_size,
+            "micro_batch": recipe.grpo.micro_batch,
+            "frames": recipe.data.num_frames,
+            "cell_px": recipe.data.cell_px,
         },
         "cases": cases,
         "early_step_focus_step_time_ratio": round(h["median_step_time_s"] / a["median_step_time_s"], 4),

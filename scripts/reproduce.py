@@ -18,7 +18,8 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
   run's wall time (SFT_CONTROL), paired against the checkpoint and against RL;
 - ``table4`` (paper Table 4, maze): the SDE window on the first half of the sampling steps vs all
   of them, otherwise the shipped recipe with TABLE4_STEPS updates each: median step time ratio,
-  final success and their paired difference;
+  final success and their paired difference (and, for scale, the median step of table 1's run with
+  the shipped window when this invocation has that run: table1 ran too, or --reuse found it);
 - ``reward`` (maze, flowfree): dense reward vs sparse (success as 0/1), each paired against SFT;
 - ``hack`` (maze): the paper's reward preset vs the project's default, both dense and with the KL
   term off: loose vs exact success over training.
@@ -96,8 +97,7 @@ def train(name: str, config: Path, overrides: list[str], args, command: str = "t
             raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
         return made[name][0]
     out = Path(args.out).resolve() / "runs" / name
-    quick = SFT_QUICK if command == "sft" else QUICK
-    run_overrides = [*(quick if args.quick else FULL), *overrides]
+    run_overrides = full_overrides(overrides, args, command)
     if args.reuse and reusable(out, config, run_overrides, command):
         print(f"[reproduce] {name}: reusing {out} (finished, same config)", file=sys.stderr, flush=True)
         REUSED[out] = time.strftime("%Y-%m-%d", time.localtime((out / "metrics.jsonl").stat().st_mtime))
@@ -124,6 +124,21 @@ def train(name: str, config: Path, overrides: list[str], args, command: str = "t
     print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     made[name] = (out, list(overrides))
     return out
+
+
+def full_overrides(overrides: list[str], args, command: str = "train") -> list[str]:
+    """What a run of ``train`` is given: the full or --quick settings, then the experiment's own."""
+    quick = SFT_QUICK if command == "sft" else QUICK
+    return [*(quick if args.quick else FULL), *overrides]
+
+
+def at_hand(name: str, config: Path, overrides: list[str], args) -> bool:
+    """Whether run ``name`` costs nothing here: made by this invocation, or (--reuse) finished in
+    OUT/runs/ with exactly this config."""
+    if name in args.__dict__.get("runs_made", {}):
+        return True
+    out = Path(args.out).resolve() / "runs" / name
+    return bool(args.reuse) and reusable(out, config, full_overrides(overrides, args))
 
 
 #: run folders taken as they were (--reuse) -> the date they finished training; entries measured
@@ -385,15 +400,88 @@ def phase_times(run: Path) -> dict:
     return {k: statistics.median(r.get(m, 0.0) for r in rows) if rows else 0.0 for k, m in keys.items()}
 
 
+def step_cost(run: Path) -> dict:
+    """A run's step time split into what every step pays and what grows with the training it does:
+    ``fixed_s`` the rollouts and verification (every sampling step of every video, whatever the
+    window), ``per_sample_s`` the update's time per contributing sample (a forward and backward per
+    window step). A sparse-reward step trains only the groups that vary, 0 to all of them from one
+    step to the next, so a run's median step follows how many varied in it as much as its window;
+    ``fixed_s + per_sample_s * n`` compares two windows at the same training work n. Medians over the
+    steps after the first; ``contributing`` each step's contributing samples."""
+    from vrlvr.train.logger import read_metrics
+
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    return _step_cost(rows) | {"contributing": [int(r.get("contributing", 0)) for r in rows]}
+
+
+def _step_cost(rows: list[dict]) -> dict:
+    fixed = [r.get("rollout_time_s", 0.0) + r.get("verify_time_s", 0.0) for r in rows]
+    trained = [r for r in rows if r.get("contributing") and "train_time_s" in r]
+    per = [r["train_time_s"] / r["contributing"] for r in trained]
+    return {
+        "fixed_s": statistics.median(fixed) if fixed else 0.0,
+        "per_sample_s": statistics.median(per) if per else 0.0,
+    }
+
+
+#: table4's step times are compared only if neither run's rollouts (the same work every step: B x G
+#: videos, every sampling step) took this much longer in one fifth of the run than in another; past
+#: it, the machine's speed drifted under the run (another job, a throttled CPU) and the tables say so
+DRIFT_LIMIT = 1.2
+
+
+def rollout_drift(run: Path, parts: int = 5) -> float:
+    """Slowest over fastest median rollout time of ``parts`` consecutive stretches of a run's steps
+    (after the first): about 1 on a steady machine, whatever the window or the reward, since every
+    step (every round of dynamic sampling) rolls out the same number of videos over every sampling
+    step."""
+    from vrlvr.train.logger import read_metrics
+
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "rollout_time_s" in r][1:]
+    times = [r["rollout_time_s"] / max(r.get("rounds", 1), 1) for r in rows]  # dynamic sampling: per round
+    parts = min(parts, len(times))
+    if parts < 2:
+        return 1.0
+    meds = [statistics.median(chunk) for chunk in np.array_split(np.array(times), parts)]
+    return float(max(meds) / max(min(meds), 1e-9))
+
+
+def matched_ratio(a: Path, b: Path, n: float, reps: int = 2000, seed: int = 0) -> dict:
+    """(fixed + per_sample * n) of run ``a`` over run ``b``: their step time ratio at the same training
+    work, n contributing samples a step, with a 95% interval from resampling each run's steps."""
+    from vrlvr.train.logger import read_metrics
+
+    rows = [[r for r in read_metrics(x / "metrics.jsonl") if "step_time_s" in r][1:] for x in (a, b)]
+
+    def ratio(ra, rb) -> float:
+        ca, cb = _step_cost(ra), _step_cost(rb)
+        return (ca["fixed_s"] + ca["per_sample_s"] * n) / max(cb["fixed_s"] + cb["per_sample_s"] * n, 1e-9)
+
+    rng = np.random.default_rng(seed)
+    boot = [
+        ratio(
+            [rows[0][i] for i in rng.integers(0, len(rows[0]), len(rows[0]))],
+            [rows[1][i] for i in rng.integers(0, len(rows[1]), len(rows[1]))],
+        )
+        for _ in range(reps if rows[0] and rows[1] else 0)
+    ]
+    est = ratio(rows[0], rows[1])
+    ci = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))] if boot else [est, est]
+    return {"samples": n, "ratio": est, "ci95": ci}
+
+
 def maze_every(args) -> list[str]:
     return MAZE_EVAL_EVERY["quick" if args.quick else "full"]
 
 
 def rl_run(task: str, args) -> Path:
     """The RL run of configs/<task>-tiny.yaml as shipped (table1; reused by the other experiments)."""
-    return train(
-        f"{task}-rl", ROOT / "configs" / f"{task}-tiny.yaml", maze_every(args) if task == "maze" else [], args
-    )
+    return train(f"{task}-rl", *rl_recipe(task, args), args)
+
+
+def rl_recipe(task: str, args) -> tuple[Path, list[str]]:
+    """(config, overrides) of ``rl_run``."""
+    return ROOT / "configs" / f"{task}-tiny.yaml", maze_every(args) if task == "maze" else []
 
 
 def kind_run(task: str, kind: str, args) -> Path:
@@ -554,23 +642,52 @@ def exp_table4(args) -> dict:
         ),
     }
     t = {k: statistics.median(step_times(r)) for k, r in runs.items()}
+    cost = {k: step_cost(r) for k, r in runs.items()}
+    drift = {k: rollout_drift(r) for k, r in runs.items()}
+    if max(drift.values()) > DRIFT_LIMIT:
+        print(
+            f"[reproduce] table4: the machine's speed drifted during the runs (rollout time, slowest "
+            f"over fastest fifth: {', '.join(f'{k} {v:.2f}' for k, v in drift.items())}): the step "
+            "times are not comparable; rerun table4 on a quiet machine",
+            file=sys.stderr,
+            flush=True,
+        )
+    both = cost["first_half"]["contributing"] + cost["all_steps"]["contributing"]
+    mean_n = float(np.mean(both)) if both else 0.0
+    g = run_config(runs["all_steps"]).grpo
+    every = g.prompts_per_step * g.group_size  # a step's samples: all of them train with a dense reward
     vals = {k: held_out_eval(r / "final", r, args)[0] for k, r in runs.items()}
-    shipped = rl_run("maze", args)
+    # the shipped window's step time, for scale: table 1's run, when this invocation has it (table1
+    # ran, or --reuse finds it); table4 alone does not train a 100-update run for one line
+    shipped = rl_run("maze", args) if at_hand("maze-rl", *rl_recipe("maze", args), args) else None
     return {
         "updates": TABLE4_STEPS if not args.quick else None,
         "windows": {"first_half": [0, steps // 2], "all_steps": [0, steps]},
         "median_step_time_s": t,
         "step_time_ratio": t["first_half"] / t["all_steps"],
         "phase_median_s": {k: phase_times(r) for k, r in runs.items()},
+        # the same training work in both: the runs' mean contributing samples a step, and all of them
+        "step_cost": {k: {m: c[m] for m in ("fixed_s", "per_sample_s")} for k, c in cost.items()},
+        "mean_contributing": {k: float(np.mean(c["contributing"] or [0])) for k, c in cost.items()},
+        "contributing_range": [min(both or [0]), max(both or [0])],
+        "rollout_drift": drift,
+        "ratio_at_mean_work": matched_ratio(runs["first_half"], runs["all_steps"], mean_n),
+        "ratio_all_trained": matched_ratio(runs["first_half"], runs["all_steps"], float(every)),
         "goal_ratio": 0.6,
         "first_half": bootstrap(vals["first_half"]),
         "all_steps": bootstrap(vals["all_steps"]),
         "first_half_minus_all": bootstrap(vals["first_half"] - vals["all_steps"]),
-        "shipped": {
-            "sde_window": config_summary(shipped)["sde_window"],
-            "median_step_time_s": statistics.median(step_times(shipped)),
-        },
-        "measured": provenance(*runs.values(), shipped),
+        **(
+            {
+                "shipped": {
+                    "sde_window": config_summary(shipped)["sde_window"],
+                    "median_step_time_s": statistics.median(step_times(shipped)),
+                }
+            }
+            if shipped
+            else {}
+        ),
+        "measured": provenance(*runs.values(), *([shipped] if shipped else [])),
     }
 
 
@@ -981,6 +1098,15 @@ def tables(results: dict, quick: bool) -> str:
                 else "."
             ),
         ]
+        drift = t.get("rollout_drift", {})
+        if drift and max(drift.values()) > DRIFT_LIMIT:
+            lines.append(
+                "**Not comparable: the machine's speed drifted during these runs** (their rollouts, the "
+                "same work every step, took up to "
+                + ", ".join(f"{v:.2f}x ({k.replace('_', ' ')})" for k, v in drift.items())
+                + " as long in one fifth of the run as in another; the limit is "
+                f"{DRIFT_LIMIT}x): rerun table4 on a quiet machine before reading its times."
+            )
         if "phase_median_s" in t:
             ph = t["phase_median_s"]
             fh, al = ph["first_half"], ph["all_steps"]
@@ -993,6 +1119,23 @@ def tables(results: dict, quick: bool) -> str:
                 f"the window), update {fh['update']:.1f} / {al['update']:.1f} (ratio {update_ratio:.2f}). "
                 "The window only shortens the update: with the rollouts as they are, the step ratio "
                 f"cannot go below {floor:.2f} (its rollouts and verification over the all-steps step)."
+            )
+        if "ratio_at_mean_work" in t:
+            m, e, sc = t["ratio_at_mean_work"], t["ratio_all_trained"], t["step_cost"]
+            mc = t["mean_contributing"]
+            fh, al = sc["first_half"], sc["all_steps"]
+            lo, hi = t.get("contributing_range", [0, e["samples"]])
+            lines.append(
+                "At the same training work: a sparse step trains only the groups that vary (here "
+                f"{mc['first_half']:.1f} / {mc['all_steps']:.1f} contributing samples a step on average, "
+                f"{lo} to {hi} from step to step), so a run's median also follows how many varied in it. "
+                "Per run, a step = rollouts and verification + the update per contributing sample n: "
+                f"{fh['fixed_s']:.1f} + {fh['per_sample_s']:.2f} n s / {al['fixed_s']:.1f} + "
+                f"{al['per_sample_s']:.2f} n s; their ratio is {m['ratio']:.2f} "
+                f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}] at n = {m['samples']:.1f} (both runs' mean) and "
+                f"{e['ratio']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}] with every sample trained "
+                f"(n = {e['samples']:.0f}, as with a dense reward); 95% intervals from resampling each "
+                "run's steps."
             )
         if "measured" in t:
             lines.append(measured_line({"maze": t}))

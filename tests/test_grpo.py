@@ -716,6 +716,37 @@ def test_bench_rollout_reports_every_configuration(tmp_path):
     assert rep["early_step_focus_step_time_ratio"] > 0 and rep["cases"]["half"]["rollout_videos_per_s"] > 0
 
 
+@pytest.mark.slow
+def test_bench_rollout_takes_a_recipe_from_a_config(tmp_path):
+    """--config: the shipped 12-block recipe's window, loss and KL weight (a 4-block policy and small
+    sizes keep it short); --window-end overrides the window."""
+    import importlib
+
+    bench = importlib.import_module("vrlvr.bench.bench_rollout")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "maze-deep12.yaml")
+    small = "--steps 2 --B 2 --G 4 --T 3 --micro-batch 8 --threads 2 --init maze-tiny".split()
+    rep = bench.main(["--config", config, *small])
+    assert rep["setup"]["loss"] == "awm" and rep["setup"]["beta"] == 5.0 and rep["setup"]["T"] == 3
+    assert rep["cases"]["half"]["window"] == [0, 2] and rep["cases"]["all"]["window"] == [0, 3]
+    assert rep["cases"]["half_unfolded"]["window"] == [0, 2]
+    assert all(c["loss"] == "awm" and c["init"] == "maze-tiny" for c in rep["cases"].values())
+    assert rep["cases"]["half"]["rollout_videos_per_s"] > 0
+
+
+def test_bench_rollout_rejects_a_bad_window_or_config(tmp_path, capsys):
+    import importlib
+
+    bench = importlib.import_module("vrlvr.bench.bench_rollout")
+    for argv, what in (
+        (["--window-end", "0"], "--window-end must be in [1, 10]"),
+        (["--T", "4", "--window-end", "5"], "--window-end must be in [1, 4]"),
+        (["--config", str(tmp_path / "nope.yaml")], "--config: no such file"),
+    ):
+        with pytest.raises(SystemExit):
+            bench.main(argv)
+        assert what in capsys.readouterr().err
+
+
 class BlueMaze(MazeTask):
     """A maze whose reward is how blue the generated frames are (``sign`` -1: how little): a
     reward any policy can move, so a run must move it the way it is paid."""

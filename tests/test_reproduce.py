@@ -3,6 +3,7 @@ of the pipeline: 2 steps, a few puzzles; the numbers mean nothing) and writes it
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert (tmp_path / "runs" / "maze-sft-more" / "final" / "policy.json").is_file()
     t4 = json.loads((tmp_path / "table4.json").read_text())
     assert t4["step_time_ratio"] > 0 and t4["windows"]["first_half"][1] * 2 == t4["windows"]["all_steps"][1]
+    assert t4["ratio_at_mean_work"]["ratio"] > 0 and t4["ratio_all_trained"]["samples"] == 4  # 2 x 2
     reward = json.loads((tmp_path / "reward.json").read_text())
     assert set(reward) == {"maze"}  # --tasks maze: flowfree's dense/sparse runs are not made
     for key in ("dense", "sparse", "dense_gain", "sparse_gain", "sparse_minus_dense"):
@@ -210,6 +212,108 @@ def test_reuse_takes_only_a_finished_run_of_exactly_the_same_config(tmp_path):
     text = (done / "config.yaml").read_text()
     (done / "config.yaml").write_text(text + "no_such_key: 1\n")
     assert not rep.reusable(done, config, overrides)
+
+
+def test_table4_alone_trains_its_two_runs_only(tmp_path, monkeypatch):
+    """The shipped window's step time (table 1's run) is a line for scale: table4 gives it when the
+    invocation has that run (made by table1, or found by --reuse), and never trains 100 updates for it."""
+    import argparse
+
+    import numpy as np
+
+    from vrlvr.config import build_config
+    from vrlvr.train.grpo_config import GRPOConfig
+
+    rep = _script()
+    trained = []
+
+    def fake_train(name, config, overrides, args, command="train"):
+        made = args.__dict__.setdefault("runs_made", {})
+        if name not in made:
+            trained.append(name)
+            out = Path(args.out) / "runs" / name
+            full = rep.full_overrides(overrides, args)
+            steps = build_config(GRPOConfig, config, [*full, "out_dir=x"]).optim.steps  # a finished run
+            _fake_run(out, config, full, last_step=steps)
+            made[name] = (out, list(overrides))
+        return made[name][0]
+
+    monkeypatch.setattr(rep, "train", fake_train)
+    monkeypatch.setattr(rep, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(rep.METRICS))), {}))
+    args = argparse.Namespace(quick=False, out=str(tmp_path), reuse=False)
+    t4 = rep.exp_table4(args)
+    assert trained == ["maze-esf-first-half", "maze-esf-all-steps"] and "shipped" not in t4
+    assert t4["step_time_ratio"] == 1.0 and "first_half_minus_all" in t4
+    text = rep.tables({"table4": t4}, quick=False)
+    assert "The shipped recipe's window" not in text and "At the same training work" in text
+    # table1's run made in the same invocation: its step time comes along, nothing more is trained
+    rep.rl_run("maze", args)
+    t4 = rep.exp_table4(args)
+    assert trained == ["maze-esf-first-half", "maze-esf-all-steps", "maze-rl"]
+    assert t4["shipped"]["sde_window"] == [0, 2] and t4["shipped"]["median_step_time_s"] == 1.0
+    assert "The shipped recipe's window [0, 2]: 1.0 s" in rep.tables({"table4": t4}, quick=False)
+    # a later invocation: only --reuse takes the finished run in OUT/runs/
+    later = argparse.Namespace(quick=False, out=str(tmp_path), reuse=False)
+    assert not rep.at_hand("maze-rl", *rep.rl_recipe("maze", later), later)
+    later.reuse = True
+    assert rep.at_hand("maze-rl", *rep.rl_recipe("maze", later), later)
+
+
+def test_table4_compares_the_windows_at_the_same_training_work(tmp_path):
+    """A sparse step trains only the groups that vary, so a run's median step follows how many varied
+    in it: a window twice as cheap per sample whose run happened to train more looks slower by the
+    medians. Split into rollouts + time per contributing sample, the two compare at equal work."""
+    rep = _script()
+
+    def run(name, fixed, per_sample, contributing):
+        out = tmp_path / name
+        out.mkdir()
+        rows = [{"step": 0, "tag": "before", "eval": {}}]
+        for i, n in enumerate([8, *contributing], start=1):  # the first step (warm-up) is dropped
+            upd = per_sample * n
+            rows.append(
+                {"step": i, "contributing": n, "rollout_time_s": fixed - 0.5, "verify_time_s": 0.5}
+                | {"train_time_s": upd, "step_time_s": fixed + upd}
+            )
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return out
+
+    # the cheap window trained 32 samples on most steps, the dear one 0 on most
+    cheap = run("half", 10.0, 0.5, [32] * 12 + [0] * 8)
+    dear = run("all", 10.0, 1.0, [0] * 12 + [32] * 8)
+    assert statistics.median(rep.step_times(cheap)) > statistics.median(rep.step_times(dear))  # 26 vs 10
+    cost = rep.step_cost(cheap)
+    assert cost["fixed_s"] == 10.0 and cost["per_sample_s"] == 0.5 and len(cost["contributing"]) == 20
+    at16 = rep.matched_ratio(cheap, dear, 16.0)
+    assert at16["ratio"] == pytest.approx((10 + 8) / (10 + 16))
+    assert at16["ci95"][0] <= at16["ratio"] <= at16["ci95"][1]
+    assert rep.matched_ratio(cheap, dear, 32.0)["ratio"] == pytest.approx(26 / 42)
+    assert rep.matched_ratio(cheap, dear, 0.0)["ratio"] == pytest.approx(1.0)  # rollouts alone
+
+
+def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
+    """Rollouts are the same work every step: when they take much longer in one stretch of a run
+    than in another, the machine slowed under it and the step times are not comparable."""
+    rep = _script()
+
+    def run(name, rollouts):
+        out = tmp_path / name
+        out.mkdir()
+        rows = [{"step": i, "rollout_time_s": t, "step_time_s": t + 1.0} for i, t in enumerate(rollouts, 1)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return out
+
+    steady = run("steady", [14.0, 14.5, 13.8, 14.2] * 13)
+    drifted = run("drifted", [14.0] * 21 + [21.5] * 20 + [14.5] * 10)  # 1.5x slower for 20 steps
+    assert rep.rollout_drift(steady) < 1.05 and rep.rollout_drift(drifted) == pytest.approx(21.5 / 14.0)
+    assert rep.rollout_drift(run("short", [3.0, 9.0])) == 1.0  # one step after the warm-up: no stretches
+    t4 = json.loads((SCRIPT.parent.parent / "results" / "table4.json").read_text())
+    assert "Not comparable" not in rep.tables({"table4": t4}, quick=False)  # measured before the check
+    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": rep.rollout_drift(drifted)}
+    text = rep.tables({"table4": t4}, quick=False)
+    assert "Not comparable: the machine's speed drifted" in text and "1.54x (all steps)" in text
+    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": rep.rollout_drift(steady)}
+    assert "Not comparable" not in rep.tables({"table4": t4}, quick=False)
 
 
 def test_seed_bootstrap_counts_the_spread_between_training_seeds():
