@@ -384,18 +384,22 @@ def curves(run: Path, args) -> None:
     plot_curves(run / "metrics.jsonl", folder / f"curves_{run.name}.png")
 
 
-def step_times(run: Path) -> list[float]:
+def timed_steps(run: Path) -> list[dict]:
+    """A run's update rows (those with a step time), without the first: a warm-up (allocations,
+    first-call compilation) that no median of the timings below should see."""
     from vrlvr.train.logger import read_metrics
 
-    return [r["step_time_s"] for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    return [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+
+
+def step_times(run: Path) -> list[float]:
+    return [r["step_time_s"] for r in timed_steps(run)]
 
 
 def phase_times(run: Path) -> dict:
     """Median seconds per step of each phase: rollouts (sampling every step of every video, the same
     work whatever the window), verify, and the update (forward + backward on the window's steps)."""
-    from vrlvr.train.logger import read_metrics
-
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    rows = timed_steps(run)
     keys = {"rollout": "rollout_time_s", "verify": "verify_time_s", "update": "train_time_s"}
     return {k: statistics.median(r.get(m, 0.0) for r in rows) if rows else 0.0 for k, m in keys.items()}
 
@@ -408,9 +412,7 @@ def step_cost(run: Path) -> dict:
     step to the next, so a run's median step follows how many varied in it as much as its window;
     ``fixed_s + per_sample_s * n`` compares two windows at the same training work n. Medians over the
     steps after the first; ``contributing`` each step's contributing samples."""
-    from vrlvr.train.logger import read_metrics
-
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    rows = timed_steps(run)
     return _step_cost(rows) | {"contributing": [int(r.get("contributing", 0)) for r in rows]}
 
 
@@ -435,9 +437,7 @@ def rollout_drift(run: Path, parts: int = 5) -> float:
     (after the first): about 1 on a steady machine, whatever the window or the reward, since every
     step (every round of dynamic sampling) rolls out the same number of videos over every sampling
     step."""
-    from vrlvr.train.logger import read_metrics
-
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if "rollout_time_s" in r][1:]
+    rows = [r for r in timed_steps(run) if "rollout_time_s" in r]
     times = [r["rollout_time_s"] / max(r.get("rounds", 1), 1) for r in rows]  # dynamic sampling: per round
     parts = min(parts, len(times))
     if parts < 2:
@@ -449,9 +449,7 @@ def rollout_drift(run: Path, parts: int = 5) -> float:
 def matched_ratio(a: Path, b: Path, n: float, reps: int = 2000, seed: int = 0) -> dict:
     """(fixed + per_sample * n) of run ``a`` over run ``b``: their step time ratio at the same training
     work, n contributing samples a step, with a 95% interval from resampling each run's steps."""
-    from vrlvr.train.logger import read_metrics
-
-    rows = [[r for r in read_metrics(x / "metrics.jsonl") if "step_time_s" in r][1:] for x in (a, b)]
+    rows = [timed_steps(a), timed_steps(b)]
 
     def ratio(ra, rb) -> float:
         ca, cb = _step_cost(ra), _step_cost(rb)
