@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     max_abs_diff = float((folded - adapted).abs().max())
 
     tcfg = policy.transformer.config
-    base = wan_forward_flops(tcfg, (tcfg.in_channels, f, h, w), text_len=pe.shape[1])
+    base = wan_forward_flops(tcfg, (tcfg.in_channels, f, h, w), text_len=pe.shape[1], timesteps="frame")
     base_flops = B * base["forward"]  # wan_forward_flops counts one video
     extra = lora_flops(policy, forward)
     peak = matmul_rate()

@@ -17,7 +17,8 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
   ``--sft-control`` tasks (maze) a control: more SFT from the same checkpoint for about the RL
   run's wall time (SFT_CONTROL), paired against the checkpoint and against RL;
 - ``table4`` (paper Table 4, maze): the SDE window on the first half of the sampling steps vs all
-  of them, otherwise the shipped recipe with TABLE4_STEPS updates each: median step time ratio,
+  of them, otherwise the shipped recipe with TABLE4_STEPS updates each, the two runs trained side
+  by side on half the cores each and timed while both ran: median step time ratio,
   final success and their paired difference (and, for scale, the median step of table 1's run with
   the shipped window when this invocation has that run: table1 ran too, or --reuse found it);
 - ``reward`` (maze, flowfree): dense reward vs sparse (success as 0/1), each paired against SFT;
@@ -41,9 +42,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,39 +94,70 @@ def train(name: str, config: Path, overrides: list[str], args, command: str = "t
 
     Memoised per invocation by run name: table1, table4, reward and hack share runs (a rerun of the
     script never reuses the runs of an earlier one). One name always means the same overrides."""
+    return train_side_by_side({name: (name, config, overrides)}, args, command)[name]
+
+
+def train_side_by_side(
+    runs: dict[str, tuple[str, Path, list[str]]], args, command: str = "train"
+) -> dict[str, Path]:
+    """``runs``: {key: (name, config, overrides)} -> {key: run folder}. The runs that are not at hand
+    (made by this invocation, or --reuse) train at the same time, one process each with an equal
+    share of the CPU cores (``threads=cores // n``; one run alone keeps its config's threads):
+    whatever the machine does to its speed meanwhile (another job, a throttled CPU) it does to all
+    of them, so their step times compare (table4)."""
     made = args.__dict__.setdefault("runs_made", {})
-    if name in made:
-        if made[name][1] != overrides:
-            raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
-        return made[name][0]
-    out = Path(args.out).resolve() / "runs" / name
-    run_overrides = full_overrides(overrides, args, command)
-    if args.reuse and reusable(out, config, run_overrides, command):
-        print(f"[reproduce] {name}: reusing {out} (finished, same config)", file=sys.stderr, flush=True)
-        REUSED[out] = time.strftime("%Y-%m-%d", time.localtime((out / "metrics.jsonl").stat().st_mtime))
-        made[name] = (out, list(overrides))
-        return out
-    cmd = [
-        sys.executable,
-        "-m",
-        "vrlvr.cli",
-        command,
-        "--config",
-        str(config),
-        f"out_dir={out}",
-        "--overwrite",
-    ]
-    cmd += ["--no-progress", *run_overrides]
-    print(f"[reproduce] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
-    t0 = time.time()
-    # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the source
-    # tree's vrlvr (no compiled modules unless built in place) would shadow the installed one
-    res = subprocess.run(cmd, cwd=Path(args.out).resolve(), text=True, capture_output=True)
-    if res.returncode != 0:
-        raise SystemExit(f"[reproduce] run {name} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
-    print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    made[name] = (out, list(overrides))
+    out, todo = {}, {}
+    for key, (name, config, overrides) in runs.items():
+        if name in made:
+            if made[name][1] != overrides:
+                raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
+            out[key] = made[name][0]
+            continue
+        folder = Path(args.out).resolve() / "runs" / name
+        run_overrides = full_overrides(overrides, args, command)
+        if args.reuse and reusable(folder, config, run_overrides, command):
+            print(
+                f"[reproduce] {name}: reusing {folder} (finished, same config)", file=sys.stderr, flush=True
+            )
+            REUSED[folder] = time.strftime(
+                "%Y-%m-%d", time.localtime((folder / "metrics.jsonl").stat().st_mtime)
+            )
+            made[name] = (folder, list(overrides))
+            out[key] = folder
+            continue
+        cmd = [sys.executable, "-m", "vrlvr.cli", command, "--config", str(config), f"out_dir={folder}"]
+        todo[key] = (name, overrides, folder, [*cmd, "--overwrite", "--no-progress", *run_overrides])
+    share = [f"threads={max(1, cores() // len(todo))}"] if len(todo) > 1 else []
+    procs = {}
+    for key, (name, _, _, cmd) in todo.items():
+        print(f"[reproduce] {name}: {' '.join(cmd[3:] + share)}", file=sys.stderr, flush=True)
+        log = tempfile.TemporaryFile(mode="w+")  # not a pipe: runs side by side would fill one and stall
+        # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the
+        # source tree's vrlvr (no compiled modules unless built in place) would shadow the installed one
+        proc = subprocess.Popen(cmd + share, cwd=Path(args.out).resolve(), text=True, stdout=log, stderr=log)
+        procs[key] = (proc, log, time.time())
+    failed = []
+    for key, (proc, log, t0) in procs.items():
+        name, overrides, folder, _ = todo[key]
+        code = proc.wait()
+        log.seek(0)
+        if code != 0:
+            failed.append(f"[reproduce] run {name} failed (exit {code}):\n{log.read()[-3000:]}")
+            continue
+        print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        made[name] = (folder, list(overrides))
+        out[key] = folder
+    if failed:
+        raise SystemExit("\n".join(failed))
     return out
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def full_overrides(overrides: list[str], args, command: str = "train") -> list[str]:
@@ -384,27 +418,45 @@ def curves(run: Path, args) -> None:
     plot_curves(run / "metrics.jsonl", folder / f"curves_{run.name}.png")
 
 
-def timed_steps(run: Path) -> list[dict]:
+def timed_steps(run: Path, until: float | None = None) -> list[dict]:
     """A run's update rows (those with a step time), without the first: a warm-up (allocations,
-    first-call compilation) that no median of the timings below should see."""
+    first-call compilation) that no median of the timings below should see. ``until`` (seconds
+    since the epoch): only the updates that ended by then (runs side by side: while all of them
+    ran; rows from before the trainer logged ``wall_time`` are all kept)."""
     from vrlvr.train.logger import read_metrics
 
-    return [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r][1:]
+    return [r for r in rows if until is None or r.get("wall_time", until) <= until]
 
 
-def step_times(run: Path) -> list[float]:
-    return [r["step_time_s"] for r in timed_steps(run)]
+def together_until(*runs: Path) -> float | None:
+    """When the first of ``runs`` (trained side by side) logged its last update: past it, the
+    others ran with the machine to themselves, and their steps no longer compare. None when a run
+    has no ``wall_time`` (made before the trainer logged it)."""
+    from vrlvr.train.logger import read_metrics
+
+    ends = []
+    for run in runs:
+        times = [r.get("wall_time") for r in read_metrics(run / "metrics.jsonl") if "step_time_s" in r]
+        if not times or any(t is None for t in times):
+            return None
+        ends.append(max(times))
+    return min(ends) if ends else None
 
 
-def phase_times(run: Path) -> dict:
+def step_times(run: Path, until: float | None = None) -> list[float]:
+    return [r["step_time_s"] for r in timed_steps(run, until)]
+
+
+def phase_times(run: Path, until: float | None = None) -> dict:
     """Median seconds per step of each phase: rollouts (sampling every step of every video, the same
     work whatever the window), verify, and the update (forward + backward on the window's steps)."""
-    rows = timed_steps(run)
+    rows = timed_steps(run, until)
     keys = {"rollout": "rollout_time_s", "verify": "verify_time_s", "update": "train_time_s"}
     return {k: statistics.median(r.get(m, 0.0) for r in rows) if rows else 0.0 for k, m in keys.items()}
 
 
-def step_cost(run: Path) -> dict:
+def step_cost(run: Path, until: float | None = None) -> dict:
     """A run's step time split into what every step pays and what grows with the training it does:
     ``fixed_s`` the rollouts and verification (every sampling step of every video, whatever the
     window), ``per_sample_s`` the update's time per contributing sample (a forward and backward per
@@ -412,7 +464,7 @@ def step_cost(run: Path) -> dict:
     step to the next, so a run's median step follows how many varied in it as much as its window;
     ``fixed_s + per_sample_s * n`` compares two windows at the same training work n. Medians over the
     steps after the first; ``contributing`` each step's contributing samples."""
-    rows = timed_steps(run)
+    rows = timed_steps(run, until)
     return _step_cost(rows) | {"contributing": [int(r.get("contributing", 0)) for r in rows]}
 
 
@@ -432,12 +484,12 @@ def _step_cost(rows: list[dict]) -> dict:
 DRIFT_LIMIT = 1.2
 
 
-def rollout_drift(run: Path, parts: int = 5) -> float:
+def rollout_drift(run: Path, parts: int = 5, until: float | None = None) -> float:
     """Slowest over fastest median rollout time of ``parts`` consecutive stretches of a run's steps
     (after the first): about 1 on a steady machine, whatever the window or the reward, since every
     step (every round of dynamic sampling) rolls out the same number of videos over every sampling
     step."""
-    rows = [r for r in timed_steps(run) if "rollout_time_s" in r]
+    rows = [r for r in timed_steps(run, until) if "rollout_time_s" in r]
     times = [r["rollout_time_s"] / max(r.get("rounds", 1), 1) for r in rows]  # dynamic sampling: per round
     parts = min(parts, len(times))
     if parts < 2:
@@ -446,10 +498,12 @@ def rollout_drift(run: Path, parts: int = 5) -> float:
     return float(max(meds) / max(min(meds), 1e-9))
 
 
-def matched_ratio(a: Path, b: Path, n: float, reps: int = 2000, seed: int = 0) -> dict:
+def matched_ratio(
+    a: Path, b: Path, n: float, reps: int = 2000, seed: int = 0, until: float | None = None
+) -> dict:
     """(fixed + per_sample * n) of run ``a`` over run ``b``: their step time ratio at the same training
     work, n contributing samples a step, with a 95% interval from resampling each run's steps."""
-    rows = [timed_steps(a), timed_steps(b)]
+    rows = [timed_steps(a, until), timed_steps(b, until)]
 
     def ratio(ra, rb) -> float:
         ca, cb = _step_cost(ra), _step_cost(rb)
@@ -625,23 +679,22 @@ def exp_table4(args) -> dict:
     the first half keeps the quality, not the best policy)."""
     steps = config_of("maze")["sampling"]["steps"] if not args.quick else 4
     n_updates = [] if args.quick else [f"optim.steps={TABLE4_STEPS}"]
-    runs = {
-        "first_half": train(
-            "maze-esf-first-half",
-            ROOT / "configs" / "maze-tiny.yaml",
-            [f"grpo.sde_window=[0,{steps // 2}]", *n_updates],
-            args,
-        ),
-        "all_steps": train(
-            "maze-esf-all-steps",
-            ROOT / "configs" / "maze-tiny.yaml",
-            [f"grpo.sde_window=[0,{steps}]", *n_updates],
-            args,
-        ),
-    }
-    t = {k: statistics.median(step_times(r)) for k, r in runs.items()}
-    cost = {k: step_cost(r) for k, r in runs.items()}
-    drift = {k: rollout_drift(r) for k, r in runs.items()}
+    config = ROOT / "configs" / "maze-tiny.yaml"
+    # side by side, a core each: a machine that slows down slows both runs, and only the steps both
+    # ran together are timed
+    runs = train_side_by_side(
+        {
+            "first_half": ("maze-esf-first-half", config, [f"grpo.sde_window=[0,{steps // 2}]", *n_updates]),
+            "all_steps": ("maze-esf-all-steps", config, [f"grpo.sde_window=[0,{steps}]", *n_updates]),
+        },
+        args,
+    )
+    until = together_until(*runs.values())
+    if until is not None and not all(timed_steps(r, until) for r in runs.values()):
+        until = None  # no step of one run ended while both ran (--quick's 2 steps): time them all
+    t = {k: statistics.median(step_times(r, until)) for k, r in runs.items()}
+    cost = {k: step_cost(r, until) for k, r in runs.items()}
+    drift = {k: rollout_drift(r, until=until) for k, r in runs.items()}
     if max(drift.values()) > DRIFT_LIMIT:
         print(
             f"[reproduce] table4: the machine's speed drifted during the runs (rollout time, slowest "
@@ -663,14 +716,21 @@ def exp_table4(args) -> dict:
         "windows": {"first_half": [0, steps // 2], "all_steps": [0, steps]},
         "median_step_time_s": t,
         "step_time_ratio": t["first_half"] / t["all_steps"],
-        "phase_median_s": {k: phase_times(r) for k, r in runs.items()},
+        # how the two were timed: trained at once with these threads each, on the steps that ended
+        # while both ran (None: one after the other, or runs from before the trainer logged the time)
+        "side_by_side": {
+            "threads": {k: run_config(r).threads for k, r in runs.items()},
+            "timed_updates": {k: len(timed_steps(r, until)) for k, r in runs.items()},
+            "until": until,
+        },
+        "phase_median_s": {k: phase_times(r, until) for k, r in runs.items()},
         # the same training work in both: the runs' mean contributing samples a step, and all of them
         "step_cost": {k: {m: c[m] for m in ("fixed_s", "per_sample_s")} for k, c in cost.items()},
         "mean_contributing": {k: float(np.mean(c["contributing"] or [0])) for k, c in cost.items()},
         "contributing_range": [min(both or [0]), max(both or [0])],
         "rollout_drift": drift,
-        "ratio_at_mean_work": matched_ratio(runs["first_half"], runs["all_steps"], mean_n),
-        "ratio_all_trained": matched_ratio(runs["first_half"], runs["all_steps"], float(every)),
+        "ratio_at_mean_work": matched_ratio(runs["first_half"], runs["all_steps"], mean_n, until=until),
+        "ratio_all_trained": matched_ratio(runs["first_half"], runs["all_steps"], float(every), until=until),
         "goal_ratio": 0.6,
         "first_half": bootstrap(vals["first_half"]),
         "all_steps": bootstrap(vals["all_steps"]),
@@ -1096,6 +1156,14 @@ def tables(results: dict, quick: bool) -> str:
                 else "."
             ),
         ]
+        sbs = t.get("side_by_side")
+        if sbs and sbs.get("until") is not None:
+            th, n = sbs["threads"], sbs["timed_updates"]
+            lines.append(
+                f"The two runs trained side by side ({th['first_half']} / {th['all_steps']} CPU threads), "
+                "so that whatever the machine did to its speed it did to both; timed on the "
+                f"{n['first_half']} / {n['all_steps']} updates after the first that ended while both ran."
+            )
         drift = t.get("rollout_drift", {})
         if drift and max(drift.values()) > DRIFT_LIMIT:
             lines.append(

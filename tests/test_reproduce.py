@@ -47,6 +47,12 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     t4 = json.loads((tmp_path / "table4.json").read_text())
     assert t4["step_time_ratio"] > 0 and t4["windows"]["first_half"][1] * 2 == t4["windows"]["all_steps"][1]
     assert t4["ratio_at_mean_work"]["ratio"] > 0 and t4["ratio_all_trained"]["samples"] == 4  # 2 x 2
+    # the two table4 runs trained at once, sharing the cores (a run alone keeps its config's threads)
+    share = max(1, rep_cores() // 2)
+    assert t4["side_by_side"]["threads"] == {"first_half": share, "all_steps": share}
+    for name in ("maze-esf-first-half", "maze-esf-all-steps"):
+        rows = [json.loads(x) for x in (tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        assert all(r["wall_time"] > 1.7e9 for r in rows if "step_time_s" in r)
     reward = json.loads((tmp_path / "reward.json").read_text())
     assert set(reward) == {"maze"}  # --tasks maze: flowfree's dense/sparse runs are not made
     for key in ("dense", "sparse", "dense_gain", "sparse_gain", "sparse_minus_dense"):
@@ -239,6 +245,11 @@ def test_table4_alone_trains_its_two_runs_only(tmp_path, monkeypatch):
         return made[name][0]
 
     monkeypatch.setattr(rep, "train", fake_train)
+    monkeypatch.setattr(
+        rep,
+        "train_side_by_side",
+        lambda runs, args: {k: fake_train(name, c, o, args) for k, (name, c, o) in runs.items()},
+    )
     monkeypatch.setattr(rep, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(rep.METRICS))), {}))
     args = argparse.Namespace(quick=False, out=str(tmp_path), reuse=False)
     t4 = rep.exp_table4(args)
@@ -315,6 +326,47 @@ def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
     assert "Not comparable: the machine's speed drifted" in text and "1.54x (all steps)" in text
     t4["rollout_drift"] = {"first_half": 1.02, "all_steps": rep.rollout_drift(steady)}
     assert "Not comparable" not in rep.tables({"table4": t4}, quick=False)
+
+
+def rep_cores() -> int:
+    return _script().cores()
+
+
+def test_table4_times_side_by_side_runs_only_while_both_ran(tmp_path):
+    """Runs trained side by side share the machine until the faster one ends; the other's later
+    steps ran alone (faster), so they are neither timed nor read as drift."""
+    rep = _script()
+
+    def run(name, rollouts, t0=1000.0):
+        out = tmp_path / name
+        out.mkdir()
+        rows, now = [{"step": 0, "tag": "before", "eval": {}}], t0
+        for i, t in enumerate(rollouts, 1):
+            now += t + 1.0
+            rows.append({"step": i, "rollout_time_s": t, "step_time_s": t + 1.0, "wall_time": now})
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return out
+
+    fast = run("first-half", [10.0] * 30)  # ends at 1330
+    slow = run("all-steps", [10.0] * 30 + [6.0] * 20)  # at 1330 too, then 20 steps alone
+    until = rep.together_until(fast, slow)
+    assert until == 1330.0
+    assert len(rep.timed_steps(slow, until)) == 29 and len(rep.timed_steps(fast, until)) == 29
+    assert len(rep.timed_steps(slow)) == 49
+    assert rep.rollout_drift(slow) == pytest.approx(10 / 6) and rep.rollout_drift(slow, until=until) == 1.0
+    assert statistics.median(rep.step_times(slow, until)) == 11.0
+    # runs from before the trainer logged wall_time: no overlap known, every step timed
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.jsonl").write_text(json.dumps({"step": 1, "step_time_s": 2.0}) + "\n")
+    assert rep.together_until(fast, old) is None
+    t4 = json.loads((SCRIPT.parent.parent / "results" / "table4.json").read_text())
+    t4["side_by_side"] = {
+        "threads": {"first_half": 1, "all_steps": 1},
+        "timed_updates": {"first_half": 29, "all_steps": 29},
+        "until": until,
+    }
+    assert "side by side (1 / 1 CPU threads)" in rep.tables({"table4": t4}, quick=False)
 
 
 def test_seed_bootstrap_counts_the_spread_between_training_seeds():

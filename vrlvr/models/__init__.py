@@ -5,6 +5,8 @@ schedule and sampling.
 - ``tiny``: "tiny-pixel", a ~1M-parameter WanTransformer3DModel in pixel space (CPU default)
 - ``wan``: a local diffusers-format Wan folder (+ LoRA), ``build_tiny_wan_folder`` for tests
 - ``conditioning``: Wan2.2-TI2V first-frame conditioning (clean frame 0, timestep 0)
+- ``framewise``: the Wan transformer's forward with its time path per latent frame, not per token
+  (the same function as diffusers' given per-token timesteps, ~1/3 less time on the tiny policy)
 - ``schedule``: shifted sigmas equal to diffusers' FlowMatchEulerDiscreteScheduler
 - ``sampling``: batched Euler ODE sampling, step by step or ``generate_videos``
 - ``lora_fold``: ``FoldedLoRA``, inference with the adapter folded into the base weights;
@@ -29,6 +31,8 @@ _EXPORTS = {
     "build_tiny_wan_folder": "wan",
     "apply_condition": "conditioning",
     "token_timesteps": "conditioning",
+    "frame_timesteps": "conditioning",
+    "framewise_forward": "framewise",
     "flow_sigmas": "schedule",
     "shift_sigmas": "schedule",
     "sample_train_sigmas": "schedule",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["apply_condition", "token_timesteps", "frame_mask", "generated_frames"]
+__all__ = ["apply_condition", "frame_timesteps", "token_timesteps", "frame_mask", "generated_frames"]
 
 
 def apply_condition(x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -36,13 +36,15 @@ def frame_mask(num_frames: int, device=None, dtype=torch.float32) -> torch.Tenso
     return m
 
 
-def token_timesteps(
+def frame_timesteps(
     sigma: torch.Tensor,
     latent_shape: tuple[int, ...],
     patch_size: tuple[int, int, int],
     scale: float = 1000.0,
 ) -> torch.Tensor:
-    """Per-token timesteps [B, seq_len]: 0 on the condition frame's tokens, sigma[b] * scale elsewhere.
+    """Per-latent-frame timesteps [B, f / p_t]: 0 on the condition frame, sigma[b] * scale elsewhere
+    (every token of a frame has its frame's timestep; vrlvr.models.framewise runs the transformer
+    on this form).
 
     sigma: [B] (or a scalar, broadcast); latent_shape: (B, C, f, h, w) or (f, h, w).
     """
@@ -53,10 +55,23 @@ def token_timesteps(
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.ndim == 0:
         sigma = sigma[None]
-    per_frame = (h // ph) * (w // pw)
-    # [f / pt] frame mask, each latent frame's tokens contiguous in the flatten order
-    m = frame_mask(f // pt, device=sigma.device).repeat_interleave(per_frame)  # [seq_len]
-    return sigma[:, None] * scale * m[None, :]  # [B, seq_len]
+    return sigma[:, None] * scale * frame_mask(f // pt, device=sigma.device)[None, :]  # [B, f / pt]
+
+
+def token_timesteps(
+    sigma: torch.Tensor,
+    latent_shape: tuple[int, ...],
+    patch_size: tuple[int, int, int],
+    scale: float = 1000.0,
+) -> torch.Tensor:
+    """Per-token timesteps [B, seq_len]: 0 on the condition frame's tokens, sigma[b] * scale elsewhere.
+
+    sigma: [B] (or a scalar, broadcast); latent_shape: (B, C, f, h, w) or (f, h, w).
+    """
+    _, h, w = latent_shape[-3:]
+    per_frame = (h // patch_size[1]) * (w // patch_size[2])
+    # each latent frame's tokens are contiguous in the transformer's flatten order
+    return frame_timesteps(sigma, latent_shape, patch_size, scale).repeat_interleave(per_frame, dim=1)
 
 
 def generated_frames(x: torch.Tensor) -> torch.Tensor:

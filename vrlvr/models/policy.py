@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vrlvr.models.conditioning import apply_condition, token_timesteps
+from vrlvr.models import framewise
+from vrlvr.models.conditioning import apply_condition, frame_timesteps, token_timesteps
 from vrlvr.models.shipped import SHIPPED_DIR, SHIPPED_RECIPES, shipped_names
 
 __all__ = [
@@ -105,19 +106,22 @@ class VideoPolicy(nn.Module, abc.ABC):
         -> v [B, C, f, h, w] (float32; zero on frame 0)."""
         dtype = self.dtype
         inp = self.transformer_input(x, cond).to(dtype)  # [B, C', f, h, w]
-        t = token_timesteps(sigma.to(x.device), x.shape, self.patch_size)  # [B, seq_len]
         amp = (
             torch.autocast(x.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
         with amp:
-            v = self.transformer(
-                hidden_states=inp,
-                timestep=t,
-                encoder_hidden_states=prompt_embeds.to(dtype),
-                return_dict=False,
-            )[0]
+            if framewise.supports(self.transformer):  # the time path per frame, not per token
+                t = frame_timesteps(sigma.to(x.device), x.shape, self.patch_size)  # [B, F]
+                v = framewise.framewise_forward(self.transformer, inp, t, prompt_embeds.to(dtype))
+            else:
+                v = self.transformer(
+                    hidden_states=inp,
+                    timestep=token_timesteps(sigma.to(x.device), x.shape, self.patch_size),  # [B, seq_len]
+                    encoder_hidden_states=prompt_embeds.to(dtype),
+                    return_dict=False,
+                )[0]
         v = v.float()  # [B, C, f, h, w]; fp32 from here on (log-probs, losses)
         return torch.cat([torch.zeros_like(v[:, :, :1]), v[:, :, 1:]], dim=2)
 

@@ -655,6 +655,7 @@ def train_grpo(cfg: GRPOConfig, checkpoint: str | Path | None = None, progress: 
                 "verify_time_s": t_verify,
                 "train_time_s": t_end - t_scored,
                 "elapsed_s": t_end - t_start,
+                "wall_time": t_end,  # seconds since the epoch: lines up runs trained side by side
             }
         )
         logger.log(rec)

@@ -57,7 +57,10 @@ class MetricsLogger:
             tag = record.get("tag") or ""
             task = record.get("task") or ""
             prefix = "/".join(x for x in (tag, task) if x)
-            for k, v in _flatten({kk: vv for kk, vv in record.items() if kk != "step"}).items():
+            # wall_time: tensorboard keeps its own with every event (and a float32 scalar would round it)
+            for k, v in _flatten(
+                {kk: vv for kk, vv in record.items() if kk not in ("step", "wall_time")}
+            ).items():
                 self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, step)
 
     def close(self) -> None:
