@@ -6,8 +6,9 @@ Measures on this machine, for the tiny-pixel model (default config, ~1M paramete
 - sampling throughput: videos/s of Euler ODE generation (10 steps), batch 16;
 - the time path per latent frame (vrlvr.models.framewise, what the policies run) vs diffusers' own
   forward given per-token timesteps, on the shipped 8-block maze-tiny with a rank-16 adapter at a
-  rollout's shape (32 videos of 9 frames at 28x28 px: 441 tokens of width 128): forward alone and
-  forward + backward, alternated rep by rep so a drifting machine slows both. What it saves: the
+  rollout's shape (32 videos of 9 frames at 28x28 px: 441 tokens of width 128): forward (with the
+  adapter, and of the base alone, as on the folded Euler steps and in evaluation) and forward +
+  backward, alternated rep by rep so a drifting machine slows both. What it saves: the
   time embedding on 9 frames instead of 441 tokens (its FLOPs below) and, per block, a
   [32, 441, 6, 128] fp32 modulation tensor (43 MB written, then read) that becomes [32, 9, 6, 128].
   What bounds a forward is then its matmul FLOPs: the report gives the GFLOP/s of both paths.
@@ -122,13 +123,21 @@ def bench_time_path(reps: int, batch: int = 32) -> dict:
         with torch.no_grad():
             fn()
 
+    def fwd_base(fn):  # the base alone (as a folded adapter costs): evaluation, the Euler steps
+        tr.disable_adapters()
+        try:
+            fwd(fn)
+        finally:
+            tr.enable_adapters()
+
     def fwd_bwd(fn):
         for p in params:
             p.grad = None
         fn().square().mean().backward()
 
-    times = {(kind, name): [] for kind in ("forward", "forward_backward") for name in paths}
-    for kind, run in (("forward", fwd), ("forward_backward", fwd_bwd)):
+    kinds = (("forward", fwd), ("forward_base", fwd_base), ("forward_backward", fwd_bwd))
+    times = {(kind, name): [] for kind, _ in kinds for name in paths}
+    for kind, run in kinds:
         for fn in paths.values():
             run(fn)  # warm-up
         for _ in range(reps):  # alternated: a machine that slows down slows both
@@ -152,8 +161,8 @@ def bench_time_path(reps: int, batch: int = 32) -> dict:
         "forward_flops": flops,
         "flops_note": "base matmuls only (vrlvr.models.flops); the adapter adds ~11% (bench_lora_fold)",
     }
-    for kind in ("forward", "forward_backward"):
-        mult = 1.0 if kind == "forward" else 3.0
+    for kind, _ in kinds:
+        mult = 3.0 if kind == "forward_backward" else 1.0
         out[kind] = {
             **{f"{name}_s": med[(kind, name)] for name in paths},
             "per_frame_over_per_token": med[(kind, "per_frame")] / med[(kind, "per_token")],

@@ -449,8 +449,9 @@ def step_times(run: Path, until: float | None = None) -> list[float]:
 
 
 def phase_times(run: Path, until: float | None = None) -> dict:
-    """Median seconds per step of each phase: rollouts (sampling every step of every video, the same
-    work whatever the window), verify, and the update (forward + backward on the window's steps)."""
+    """Median seconds per step of each phase: rollouts (sampling every step of every video; the
+    window's steps with the adapter as the update runs it, the others with it folded into the base
+    weights, a little cheaper), verify, and the update (forward + backward on the window's steps)."""
     rows = timed_steps(run, until)
     keys = {"rollout": "rollout_time_s", "verify": "verify_time_s", "update": "train_time_s"}
     return {k: statistics.median(r.get(m, 0.0) for r in rows) if rows else 0.0 for k, m in keys.items()}
@@ -459,7 +460,8 @@ def phase_times(run: Path, until: float | None = None) -> dict:
 def step_cost(run: Path, until: float | None = None) -> dict:
     """A run's step time split into what every step pays and what grows with the training it does:
     ``fixed_s`` the rollouts and verification (every sampling step of every video, whatever the
-    window), ``per_sample_s`` the update's time per contributing sample (a forward and backward per
+    window but for the adapter folded outside it),
+    ``per_sample_s`` the update's time per contributing sample (a forward and backward per
     window step). A sparse-reward step trains only the groups that vary, 0 to all of them from one
     step to the next, so a run's median step follows how many varied in it as much as its window;
     ``fixed_s + per_sample_s * n`` compares two windows at the same training work n. Medians over the
@@ -1181,9 +1183,10 @@ def tables(results: dict, quick: bool) -> str:
             floor = (fh["rollout"] + fh["verify"]) / all_step
             lines.append(
                 "Where the time goes (median s per step, first half / all steps): rollouts "
-                f"{fh['rollout']:.1f} / {al['rollout']:.1f} (every sampling step of every video, whatever "
-                f"the window), update {fh['update']:.1f} / {al['update']:.1f} (ratio {update_ratio:.2f}). "
-                "The window only shortens the update: with the rollouts as they are, the step ratio "
+                f"{fh['rollout']:.1f} / {al['rollout']:.1f} (every sampling step of every video; outside "
+                "the window with the adapter folded into the weights, a little cheaper), "
+                f"update {fh['update']:.1f} / {al['update']:.1f} (ratio {update_ratio:.2f}). "
+                "The window mostly shortens the update: with the rollouts as they are, the step ratio "
                 f"cannot go below {floor:.2f} (its rollouts and verification over the all-steps step)."
             )
         if "ratio_at_mean_work" in t:

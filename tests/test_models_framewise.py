@@ -192,7 +192,7 @@ def test_bench_models_times_both_paths():
 
     bench = importlib.import_module("vrlvr.bench.bench_models")
     rep = bench.bench_time_path(reps=1, batch=2)
-    for kind in ("forward", "forward_backward"):
+    for kind in ("forward", "forward_base", "forward_backward"):
         r = rep[kind]
         assert r["per_token_s"] > 0 and r["per_frame_s"] > 0 and r["per_frame_over_per_token"] > 0
         assert set(r["gflops_per_s"]) == {"per_token", "per_frame"}

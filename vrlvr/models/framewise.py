@@ -50,7 +50,7 @@ def supports(transformer: nn.Module) -> bool:
 def _per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
     """[B, seq_len, D] -> [B, F, seq_len / F, D] (each latent frame's tokens are contiguous)."""
     B, S, D = x.shape
-    return x.view(B, frames, S // frames, D)
+    return x.reshape(B, frames, S // frames, D)
 
 
 def _block(
@@ -66,19 +66,19 @@ def _block(
     )
 
     def modulate(h: torch.Tensor, sc: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-        return (_per_frame(h, F) * (1 + sc) + sh).view(B, S, D)
+        return (_per_frame(h, F) * (1 + sc) + sh).reshape(B, S, D)
 
     # 1. self-attention (fp32 norm and residual, as diffusers)
     h = modulate(block.norm1(x.float()), scale, shift).type_as(x)
     a = block.attn1(h, None, None, rotary_emb)
-    x = (x.float() + (_per_frame(a, F) * gate).view(B, S, D)).type_as(x)
+    x = (x.float() + (_per_frame(a, F) * gate).reshape(B, S, D)).type_as(x)
     # 2. cross-attention on the prompt
     h = block.norm2(x.float()).type_as(x)
     x = x + block.attn2(h, text, None, None)
     # 3. feed-forward
     h = modulate(block.norm3(x.float()), c_scale, c_shift).type_as(x)
     ff = block.ffn(h)
-    return (x.float() + (_per_frame(ff.float(), F) * c_gate).view(B, S, D)).type_as(x)
+    return (x.float() + (_per_frame(ff.float(), F) * c_gate).reshape(B, S, D)).type_as(x)
 
 
 def framewise_forward(
@@ -113,7 +113,7 @@ def framewise_forward(
         2, dim=2
     )
     S, D = x.shape[1:]
-    x = (_per_frame(transformer.norm_out(x.float()), F) * (1 + scale) + shift).view(B, S, D).type_as(x)
+    x = (_per_frame(transformer.norm_out(x.float()), F) * (1 + scale) + shift).reshape(B, S, D).type_as(x)
     x = transformer.proj_out(x)  # [B, S, p_t p_h p_w C_out]
     x = x.reshape(B, F, H, W, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
     return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)  # [B, C_out, f, h, w]
