@@ -7,9 +7,10 @@ training:
 
 - latent frame 0 is overwritten with the clean condition before every model call
   (``apply_condition``), so it is never noised and never moves;
-- its tokens get timestep 0 while every other token gets the current ``sigma * 1000``: the
+- its tokens get timestep 0 while every other token gets the current ``sigma * 1000``: diffusers'
   transformer takes per-token timesteps [B, seq_len] (``token_timesteps``), seq_len = f * (h / p_h)
-  * (w / p_w) in the transformer's flatten order (frame-major);
+  * (w / p_w) in the transformer's flatten order (frame-major); vrlvr.models.framewise runs it on
+  the same timesteps per latent frame, [B, f / p_t] (``frame_timesteps``);
 - it is excluded from losses and log-probs (``generated_frames`` / ``frame_mask``).
 """
 
