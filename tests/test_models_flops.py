@@ -5,22 +5,24 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vrlvr.models.flops import wan_forward_flops
 
+#: a small WanTransformer3DModel config both counts are checked on
+SMALL = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=4,
+    out_channels=4,
+    text_dim=24,
+    freq_dim=32,
+    ffn_dim=48,
+    num_layers=2,
+)
+
 
 def test_flops_match_torch_counter():
     from diffusers import WanTransformer3DModel
 
-    cfg = dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=4,
-        out_channels=4,
-        text_dim=24,
-        freq_dim=32,
-        ffn_dim=48,
-        num_layers=2,
-    )
-    model = WanTransformer3DModel(**cfg).eval()
+    model = WanTransformer3DModel(**SMALL).eval()
     x = torch.randn(1, 4, 3, 8, 8)
     n = 3 * 4 * 4
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -39,18 +41,7 @@ def test_framewise_flops_match_torch_counter():
 
     from vrlvr.models.framewise import framewise_forward
 
-    cfg = dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=4,
-        out_channels=4,
-        text_dim=24,
-        freq_dim=32,
-        ffn_dim=48,
-        num_layers=2,
-    )
-    model = WanTransformer3DModel(**cfg).eval()
+    model = WanTransformer3DModel(**SMALL).eval()
     x = torch.randn(2, 4, 3, 8, 8)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         framewise_forward(model, x, torch.full((2, 3), 500.0), torch.randn(2, 10, 24))
