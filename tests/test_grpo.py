@@ -146,7 +146,11 @@ def test_rollouts_never_move_frame_0_and_keep_only_the_window(tiny_init, tmp_pat
     # rollouts of one puzzle differ (their own noise); the same seeds give the same videos
     assert not torch.equal(r.latents[0], r.latents[1])
     r2 = sample_rollouts(policy, bucket, 4, 3, sigmas, (1, 3), 0.7, "sde", 0, 0, 2)  # other chunking
-    assert torch.equal(r.latents, r2.latents)
+    # the same noise, so the same videos up to fp32 rounding: not bit for bit, because with two
+    # threads BLAS may split a GEMM of a few rows (the time and text embeddings: B x frames, B x
+    # prompt tokens) differently as the micro-batch changes (and MKL picks its threads by load)
+    torch.testing.assert_close(r.latents, r2.latents, rtol=1e-5, atol=1e-5)
+    assert torch.equal(r.latents[:, :, :1], r2.latents[:, :, :1])
 
 
 def test_shared_start_gives_a_group_one_initial_noise_and_its_own_sde_noise(tiny_init, tmp_path):

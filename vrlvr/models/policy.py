@@ -139,6 +139,8 @@ class VideoPolicy(nn.Module, abc.ABC):
         updates away)."""
         from peft import LoraConfig
 
+        from vrlvr.models.lora_forward import fuse_lora_forward
+
         if rank < 1:
             raise ValueError(f"LoRA rank must be >= 1, got {rank}")
         if self.lora:
@@ -155,6 +157,9 @@ class VideoPolicy(nn.Module, abc.ABC):
         alpha = float(alpha) if alpha else float(rank)
         cfg = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=targets)
         self.transformer.add_adapter(cfg)
+        # the adapted forward with the adapter's product accumulated into the base GEMM (same
+        # function, fewer passes over the activation; vrlvr.models.lora_forward)
+        fuse_lora_forward(self.transformer)
         for n, p in self.transformer.named_parameters():
             if "lora_" in n:
                 p.data = p.data.float()
