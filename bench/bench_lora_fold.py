@@ -1,10 +1,12 @@
 """Benchmark of inference with the LoRA adapter folded into the base weights (vrlvr.models.lora_fold)
-against peft's adapted forward, on a tiny-pixel policy: seconds per forward, the FLOPs each does and
+against the adapted forward, on a tiny-pixel policy: seconds per forward, the FLOPs each does and
 the rate they run at beside this machine's fp32 matmul rate. JSON on stdout (or --json PATH).
 
 The adapted forward computes every adapted projection as W x + s B (A x): 2 r (in + out) more FLOPs
-per token than the folded (W + s B A) x, and two more matmuls, a scale and an add over the
-activation, which on a CPU cost more than their FLOPs (elementwise passes are memory-bound). The
+per token than the folded (W + s B A) x and two more matmuls. It is the one the policy runs
+(vrlvr.models.lora_forward: s B (A x) accumulated into W x by the GEMM), or with --peft peft's own,
+which also writes the product, a scaled copy and the sum over the activation (on a CPU those passes
+cost more than their FLOPs: elementwise work is memory-bound). The
 limit is the folded forward's FLOPs at the matmul rate measured in the same run (a large square fp32
 GEMM, best of 5): the report gives each forward's share of it (attention on 441 tokens and the
 elementwise work of the block keep both well below). Folding costs one B A product per layer, once
@@ -84,6 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=3, help="timed forwards per case (median)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--json", metavar="PATH", help="also write the report here")
+    ap.add_argument(
+        "--peft", action="store_true", help="time peft's own adapted forward, not vrlvr's fused one"
+    )
     args = ap.parse_args(argv)
     for name in ("rank", "batch", "frames", "reps", "threads"):
         if getattr(args, name) < 1:
@@ -100,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     if policy.lora:
         policy.merge_lora()
     policy.add_lora(args.rank)
+    if args.peft:
+        from vrlvr.models.lora_forward import fuse_lora_forward
+
+        fuse_lora_forward(policy.transformer, enable=False)
     with torch.no_grad():  # a trained-looking adapter (a fresh one has B = 0)
         for n, w in policy.named_parameters():
             if "lora_B" in n:
@@ -147,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch": B,
             "latent": [C, f, h, w],
             "text_tokens": int(pe.shape[1]),
+            "adapted_forward": "peft" if args.peft else "fused (vrlvr.models.lora_forward)",
         },
         "adapted_forward_s": round(adapted_s, 4),
         "folded_forward_s": round(folded_s, 4),

@@ -4,14 +4,16 @@ inside a real rollout, and the LoRA fold on the Euler steps. JSON on stdout (or 
 
 Runs real `vrlvr-train` steps (vrlvr.train.grpo.train_grpo, held-out evaluation off) from the shipped
 maze-tiny policy (--init: any trained policy; a random one earns no reward variance, so nothing trains) on 7x7
-mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in four configurations:
+mazes (28x28 px, 9 frames), B puzzles x G rollouts, T sampling steps, in five configurations:
 
 - ``half``: window [0, ceil(T/2)) (the default, Early-Step Focus), fused SDE op (auto backend);
 - ``all``: window [0, T): every step is stochastic and re-scored;
 - ``half_eager``: as ``half`` with the SDE step, log-prob and KL in eager torch (VRLVR_BACKEND=torch);
-- ``half_unfolded``: as ``half`` with the Euler steps outside the window run by peft's adapted
-  forward (W x + s B A x) instead of the adapter folded into W (vrlvr.models.lora_fold; its forward
-  alone: bench/bench_lora_fold.py).
+- ``half_unfolded``: as ``half`` with the Euler steps outside the window run by the adapted
+  forward (W x + s B A x, vrlvr.models.lora_forward) instead of the adapter folded into W
+  (vrlvr.models.lora_fold; its forward alone: bench/bench_lora_fold.py);
+- ``half_peft``: as ``half`` with the window's rollout steps and the update in peft's own adapted
+  forward instead of vrlvr's fused one (vrlvr.models.lora_forward; alone: bench/bench_lora_forward.py).
 
 ``--config`` takes the recipe (policy, data, sampling, window, loss, KL weight, reward) from a trainer
 config instead, e.g. ``configs/maze-deep12.yaml``; the window case is then the config's own window
@@ -21,7 +23,8 @@ when given.
 Each runs --steps steps, one configuration after the other; the first step is a warm-up and the
 median of the rest is reported (on a shared machine whose speed drifts, the ratios drift with it:
 compare reruns). What bounds a
-step: a rollout costs T transformer forwards per video whatever the window; training costs, per window
+step: a rollout costs T transformer forwards per video whatever the window (the window's adapted, the
+others folded, a little cheaper); training costs, per window
 step and sample, one forward + backward with the adapter and one reference forward, so the step time is
 about R + W * t and the ratio half / all tends to (R + T/2 t) / (R + T t) (the paper measured 0.60 with
 T = 20). The SDE op itself moves 4 latent-sized tensors per step (x, v, noise, x'), negligible next to a
@@ -74,6 +77,19 @@ def _unfolded():
         VideoPolicy.folded_lora = saved
 
 
+@contextlib.contextmanager
+def _peft_forward():
+    """Policies built meanwhile keep peft's adapted forward (vrlvr.models.lora_forward not applied)."""
+    from vrlvr.models import lora_forward
+
+    saved = lora_forward.fuse_lora_forward
+    lora_forward.fuse_lora_forward = lambda module, enable=True: 0
+    try:
+        yield
+    finally:
+        lora_forward.fuse_lora_forward = saved
+
+
 def recipe_overrides(args) -> list[str]:
     """What every case shares: the built-in setup (the shipped maze-tiny policy on 7x7 mazes, the
     trainer's defaults otherwise), or with --config that config's recipe; the sizes given on the
@@ -89,13 +105,16 @@ def recipe_overrides(args) -> list[str]:
     return base + [f"{k}={v}" for k, v in {"model.init": init, **sizes}.items() if v is not None]
 
 
-def run_case(root: Path, window: list[int], backend: str | None, args, fold: bool = True) -> dict:
+def run_case(
+    root: Path, window: list[int], backend: str | None, args, fold: bool = True, fused: bool = True
+) -> dict:
     from vrlvr.config import load_config
     from vrlvr.train.grpo import train_grpo
     from vrlvr.train.grpo_config import GRPOConfig
     from vrlvr.train.logger import read_metrics
 
-    out = root / f"run-{window[0]}-{window[1]}-{backend or 'auto'}{'' if fold else '-unfolded'}"
+    variant = ("" if fold else "-unfolded") + ("" if fused else "-peft")
+    out = root / f"run-{window[0]}-{window[1]}-{backend or 'auto'}{variant}"
     cfg = load_config(
         GRPOConfig,
         args.config,
@@ -113,7 +132,11 @@ def run_case(root: Path, window: list[int], backend: str | None, args, fold: boo
             f"checkpoint_every={args.steps}",
         ],
     )
-    with _env("VRLVR_BACKEND", backend), contextlib.nullcontext() if fold else _unfolded():
+    with (
+        _env("VRLVR_BACKEND", backend),
+        contextlib.nullcontext() if fold else _unfolded(),
+        contextlib.nullcontext() if fused else _peft_forward(),
+    ):
         train_grpo(cfg, progress=False)
     recs = [r for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r][1:]  # drop the warm-up
     med = {
@@ -127,6 +150,7 @@ def run_case(root: Path, window: list[int], backend: str | None, args, fold: boo
         "init": cfg.model.init,
         "sde_backend": backend or "auto",
         "lora_fold": fold,
+        "adapted_forward": "fused" if fused else "peft",
         "steps_measured": len(recs),
         **{f"median_{k}": round(v, 4) for k, v in med.items()},
         "rollout_videos_per_s": round(videos / med["rollout_time_s"], 3),
@@ -195,8 +219,10 @@ def main(argv: list[str] | None = None) -> dict:
             "all": run_case(root, [0, T], None, args),
             "half_eager": run_case(root, half, "torch", args),
             "half_unfolded": run_case(root, half, None, args, fold=False),
+            "half_peft": run_case(root, half, None, args, fused=False),
         }
     h, a, e, u = cases["half"], cases["all"], cases["half_eager"], cases["half_unfolded"]
+    pf = cases["half_peft"]
     report = {
         "benchmark": "rollout",
         "machine": {
@@ -225,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
         "fused_vs_eager_rollout_speedup": round(e["median_rollout_time_s"] / h["median_rollout_time_s"], 4),
         "fused_vs_eager_train_speedup": round(e["median_train_time_s"] / h["median_train_time_s"], 4),
         "lora_fold_rollout_speedup": round(u["median_rollout_time_s"] / h["median_rollout_time_s"], 4),
+        "fused_lora_rollout_speedup": round(pf["median_rollout_time_s"] / h["median_rollout_time_s"], 4),
+        "fused_lora_train_speedup": round(pf["median_train_time_s"] / h["median_train_time_s"], 4),
         "early_step_focus_step_time_ratio_unfolded": round(
             u["median_step_time_s"] / a["median_step_time_s"], 4
         ),

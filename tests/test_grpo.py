@@ -713,9 +713,13 @@ def test_bench_rollout_reports_every_configuration(tmp_path):
     args = "--steps 2 --B 2 --G 4 --T 2 --micro-batch 8 --threads 2".split()
     rep = bench.main([*args, "--json", str(out)])
     assert json.loads(out.read_text()) == rep
-    assert set(rep["cases"]) == {"half", "all", "half_eager", "half_unfolded"}
+    assert set(rep["cases"]) == {"half", "all", "half_eager", "half_unfolded", "half_peft"}
     assert rep["cases"]["half"]["lora_fold"] and not rep["cases"]["half_unfolded"]["lora_fold"]
-    assert rep["lora_fold_rollout_speedup"] > 0
+    assert (
+        rep["cases"]["half"]["adapted_forward"] == "fused"
+        and rep["cases"]["half_peft"]["adapted_forward"] == "peft"
+    )
+    assert rep["lora_fold_rollout_speedup"] > 0 and rep["fused_lora_train_speedup"] > 0
     assert rep["cases"]["half"]["window"] == [0, 1] and rep["cases"]["all"]["window"] == [0, 2]
     assert rep["early_step_focus_step_time_ratio"] > 0 and rep["cases"]["half"]["rollout_videos_per_s"] > 0
 

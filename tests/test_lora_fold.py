@@ -189,10 +189,16 @@ def test_bench_lora_fold_reports_both_forwards(tmp_path):
          "--json", str(out)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == rep
+    assert rep["setup"]["adapted_forward"].startswith("fused")
     assert rep["adapted_forward_s"] > 0 and rep["folded_forward_s"] > 0 and rep["speedup"] > 0
     assert rep["max_abs_velocity_diff"] < 1e-4
     f = rep["flops"]
     assert f["adapted_forward"] > f["folded_forward"] > 0 and 0 < f["adapter_share_of_adapted"] < 1
+    rep = bench.main(
+        ["--init", str(tmp_path / "tiny"), "--rank", "4", "--batch", "2", "--frames", "3", "--reps", "1",
+         "--peft"]
+    )  # fmt: skip
+    assert rep["setup"]["adapted_forward"] == "peft" and rep["max_abs_velocity_diff"] < 1e-4
     with pytest.raises(SystemExit):
         bench.main(["--batch", "0"])
 
