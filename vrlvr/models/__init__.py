@@ -7,10 +7,12 @@ schedule and sampling.
 - ``conditioning``: Wan2.2-TI2V first-frame conditioning (clean frame 0, timestep 0)
 - ``framewise``: the Wan transformer's forward with its time path per latent frame, not per token
   (the same function as diffusers' given per-token timesteps, ~1/3 less time on the tiny policy)
+- ``attention``: Wan attention (RMSNorm of q and k, rotary embedding) in fewer passes, for fp32
 - ``schedule``: shifted sigmas equal to diffusers' FlowMatchEulerDiscreteScheduler
 - ``sampling``: batched Euler ODE sampling, step by step or ``generate_videos``
 - ``lora_fold``: ``FoldedLoRA``, inference with the adapter folded into the base weights;
   ``fold_outside``, folded on the sampling steps outside an SDE window
+- ``lora_forward``: peft's adapted forward with the adapter's product accumulated by one GEMM
 - ``flops``: analytic FLOPs of a WanTransformer3DModel forward
 
 Names are imported lazily (``from vrlvr.models import load_policy`` imports torch then, not before),
@@ -33,6 +35,7 @@ _EXPORTS = {
     "token_timesteps": "conditioning",
     "frame_timesteps": "conditioning",
     "framewise_forward": "framewise",
+    "wan_attention": "attention",
     "flow_sigmas": "schedule",
     "shift_sigmas": "schedule",
     "sample_train_sigmas": "schedule",
