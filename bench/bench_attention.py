@@ -11,7 +11,7 @@ written, read and * w written) against 5 here (one reduction read, then two mult
 in place); its rotary embedding 9 per rotated tensor in diffusers' strided form (four half-width
 multiplies, a subtract and an add, two strided writes into the output) against 2 (one complex
 multiply). q and k are normed and rotated: 2 x 2 + 2 x 7 = 18 passes fewer per layer. The limit is
-those bytes at the copy bandwidth measured in the same run (vrlvr.bench.bench_lora_forward); the
+those bytes at the copy bandwidth measured in the same run (vrlvr.bench.common); the
 report gives that time and the time actually saved on the layer (allocation and page faults of
 the extra temporaries cost more than their bytes on a CPU).
 
@@ -21,10 +21,6 @@ the extra temporaries cost more than their bytes on a CPU).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-from pathlib import Path
 
 import torch
 
@@ -47,27 +43,24 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--{name} must be >= 1")
     torch.set_num_threads(args.threads)
 
-    from vrlvr.bench.bench_lora_forward import alternated, copy_bandwidth
+    from vrlvr.bench.common import (
+        add_trained_looking_lora,
+        alternated,
+        copy_bandwidth,
+        emit,
+        machine,
+        tiny_rollout_inputs,
+    )
     from vrlvr.models import attention, framewise
     from vrlvr.models.conditioning import frame_timesteps
-    from vrlvr.models.policy import load_policy
 
-    torch.manual_seed(0)
-    policy = load_policy(args.init).eval()
-    if policy.kind != "tiny-pixel":
-        ap.error(f"--init must be a tiny-pixel checkpoint, got {policy.kind}")
-    if policy.lora:
-        policy.merge_lora()
+    inputs = tiny_rollout_inputs(ap, args.init, args.batch, args.frames)
+    policy, x, text = inputs.policy, inputs.x, inputs.prompt_embeds
     tr = policy.transformer
-    g = torch.Generator().manual_seed(0)
     B = args.batch
-    C, f, h, w = policy.latent_shape(args.frames, 28, 28)
-    x = torch.randn(B, C, f, h, w, generator=g)
-    cond = torch.randn(B, C, 1, h, w, generator=g)
-    inp = policy.transformer_input(x, cond)  # [B, C', f, h, w]
-    t = frame_timesteps(torch.full((B,), 0.7), x.shape, policy.patch_size)  # [B, F]
-    prompt = "Solve the 7x7 maze: draw the path from the green cell to the red cell."
-    text = policy.encode_prompts([prompt] * B).detach()
+    inp = policy.transformer_input(x, inputs.cond)  # [B, C', f, h, w]
+    t = frame_timesteps(inputs.sigma, x.shape, policy.patch_size)  # [B, F]
+    g = torch.Generator().manual_seed(1)
 
     # one self-attention layer (block 0) on [B, S, D]
     attn = tr.blocks[0].attn1
@@ -96,11 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         fwd = alternated({"vrlvr": lambda: forward(True), "diffusers": lambda: forward(False)}, args.reps)
         max_abs_diff = float((forward(True) - forward(False)).abs().max())
 
-    policy.add_lora(16)
-    with torch.no_grad():  # a trained-looking adapter (a fresh one has B = 0)
-        for n, p in policy.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
+    add_trained_looking_lora(policy, 16)
     params = policy.trainable_parameters()
 
     def forward_backward(fast: bool):
@@ -116,13 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     bandwidth = copy_bandwidth()
     report = {
         "benchmark": "attention",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "torch": torch.__version__,
-        },
+        "machine": machine(args.threads),
         "setup": {
             "init": args.init,
             "blocks": tr.config.num_layers,
@@ -147,11 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
             "layer_seconds_saved": round(layer["diffusers"] - layer["vrlvr"], 5),
         },
     }
-    text_out = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text_out + "\n")
-    print(text_out)
-    return report
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,8 @@ the update's bit for bit.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -95,32 +91,18 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--{name} must be >= 1")
     torch.set_num_threads(args.threads)
 
+    from vrlvr.bench.common import add_trained_looking_lora, emit, machine, tiny_rollout_inputs
     from vrlvr.models.flops import wan_forward_flops
-    from vrlvr.models.policy import load_policy
 
-    torch.manual_seed(0)
-    policy = load_policy(args.init).eval()
-    if policy.kind != "tiny-pixel":
-        ap.error(f"--init must be a tiny-pixel checkpoint, got {policy.kind}")
-    if policy.lora:
-        policy.merge_lora()
-    policy.add_lora(args.rank)
+    inputs = tiny_rollout_inputs(ap, args.init, args.batch, args.frames)
+    policy, x, cond, sigma, pe = inputs.policy, inputs.x, inputs.cond, inputs.sigma, inputs.prompt_embeds
+    add_trained_looking_lora(policy, args.rank)
     if args.peft:
         from vrlvr.models.lora_forward import fuse_lora_forward
 
         fuse_lora_forward(policy.transformer, enable=False)
-    with torch.no_grad():  # a trained-looking adapter (a fresh one has B = 0)
-        for n, w in policy.named_parameters():
-            if "lora_B" in n:
-                w.normal_(0, 0.02)
-    g = torch.Generator().manual_seed(0)
     B = args.batch
-    C, f, h, w = policy.latent_shape(args.frames, 28, 28)
-    x = torch.randn(B, C, f, h, w, generator=g)
-    cond = torch.randn(B, C, 1, h, w, generator=g)
-    sigma = torch.full((B,), 0.7)
-    prompt = "Solve the 7x7 maze: draw the path from the green cell to the red cell."
-    pe = policy.encode_prompts([prompt] * B)
+    C, f, h, w = x.shape[1:]
 
     @torch.no_grad()
     def forward():
@@ -142,13 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     peak = matmul_rate()
     report = {
         "benchmark": "lora_fold",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "torch": torch.__version__,
-        },
+        "machine": machine(args.threads),
         "setup": {
             "init": args.init,
             "blocks": tcfg.num_layers,
@@ -174,11 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
             "adapted": round((base_flops + extra) / adapted_s / peak, 4),
         },
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return report
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

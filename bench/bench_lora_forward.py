@@ -18,27 +18,8 @@ fused, ...) so a machine whose speed drifts moves both; the reported times are m
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
-from pathlib import Path
 
 import torch
-
-
-def copy_bandwidth(mib: int = 64, reps: int = 5) -> float:
-    """Bytes per second a large fp32 tensor copy moves (read + write), best of reps."""
-    src = torch.randn(mib * 2**20 // 4)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.numel() * 4 / best
 
 
 def adapter_output_elements(policy, run) -> int:
@@ -61,19 +42,6 @@ def adapter_output_elements(policy, run) -> int:
     return total[0]
 
 
-def alternated(cases: dict, reps: int) -> dict[str, float]:
-    """Median seconds of each case, timed in turns after one warm-up call of each."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for fn in cases.values():
-        fn()
-    for _ in range(reps):
-        for name, fn in cases.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,27 +59,21 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--{name} must be >= 1")
     torch.set_num_threads(args.threads)
 
+    from vrlvr.bench.common import (
+        add_trained_looking_lora,
+        alternated,
+        copy_bandwidth,
+        emit,
+        machine,
+        tiny_rollout_inputs,
+    )
     from vrlvr.models.lora_forward import fuse_lora_forward
-    from vrlvr.models.policy import load_policy
 
-    torch.manual_seed(0)
-    policy = load_policy(args.init).eval()
-    if policy.kind != "tiny-pixel":
-        ap.error(f"--init must be a tiny-pixel checkpoint, got {policy.kind}")
-    if policy.lora:
-        policy.merge_lora()
-    policy.add_lora(args.rank)
-    with torch.no_grad():  # a trained-looking adapter (a fresh one has B = 0)
-        for n, w in policy.named_parameters():
-            if "lora_B" in n:
-                w.normal_(0, 0.02)
-    g = torch.Generator().manual_seed(0)
+    inputs = tiny_rollout_inputs(ap, args.init, args.batch, args.frames)
+    policy, x, cond, sigma, pe = inputs.policy, inputs.x, inputs.cond, inputs.sigma, inputs.prompt_embeds
+    add_trained_looking_lora(policy, args.rank)
     B = args.batch
-    C, f, h, w = policy.latent_shape(args.frames, 28, 28)
-    x = torch.randn(B, C, f, h, w, generator=g)
-    cond = torch.randn(B, C, 1, h, w, generator=g)
-    sigma = torch.full((B,), 0.7)
-    pe = policy.encode_prompts(["Solve the 7x7 maze: draw the path from the green cell to the red cell."] * B)
+    C, f, h, w = x.shape[1:]
     params = policy.trainable_parameters()
 
     def with_forward(fused: bool, fn):
@@ -144,13 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     bandwidth = copy_bandwidth()
     report = {
         "benchmark": "lora_forward",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "torch": torch.__version__,
-        },
+        "machine": machine(args.threads),
         "setup": {
             "init": args.init,
             "blocks": policy.transformer.config.num_layers,
@@ -172,11 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
             "forward_seconds_saved": round(fwd["peft"] - fwd["fused"], 4),
         },
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return report
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -257,11 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
             u["median_step_time_s"] / a["median_step_time_s"], 4
         ),
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return report
+    from vrlvr.bench.common import emit
+
+    return emit(report, args.json)
 
 
 if __name__ == "__main__":
