@@ -29,8 +29,6 @@ of 989 TFLOP/s (H100 SXM) and 312 TFLOP/s (A100).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 
 import numpy as np
@@ -195,19 +193,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="videos per SFT step and per sampling call")
     ap.add_argument("--json", help="also write the report here")
     args = ap.parse_args()
+    from vrlvr.bench.common import emit, machine
+
     torch.set_num_threads(args.threads)
     report = {
-        "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
+        "machine": machine(args.threads),
         "tiny_pixel_cpu": bench_tiny(args.steps, args.batch),
         "time_path_cpu": bench_time_path(args.steps),
         "wan2.2_ti2v_5b_flops": wan_flops(),
         "note": "CPU numbers are from a shared 2-core machine; rerun for your own",
     }
-    text = json.dumps(report, indent=2, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

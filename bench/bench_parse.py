@@ -14,9 +14,7 @@ per second), so the parse can be placed against what the memory system allows.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -70,6 +68,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from vrlvr import _native
+    from vrlvr.bench.common import emit, machine
     from vrlvr.verify import parse_frames, patch_bounds
     from vrlvr.verify.parse import patch_steps
 
@@ -117,14 +116,9 @@ def main(argv=None) -> dict:
         "fraction_of_frame_read": bytes_read / frame_bytes,
         "native_read_bandwidth_GBps": bytes_read / native_s / 1e9,
         "memory_copy_bandwidth_GBps": mem_bw / 1e9,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(native_threads=_native.max_threads()),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

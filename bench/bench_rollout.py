@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
@@ -198,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, default in (("T", 10), ("B", 4), ("G", 8), ("micro_batch", 16)):
             if getattr(args, name) is None:
                 setattr(args, name, default)
+    from vrlvr.bench.common import emit, machine
     from vrlvr.config import load_config
     from vrlvr.train.grpo_config import GRPOConfig
 
@@ -224,14 +224,11 @@ def main(argv: list[str] | None = None) -> dict:
     pf = cases["half_peft"]
     report = {
         "benchmark": "rollout",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "device": args.device,
-            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        },
+        "machine": machine(
+            args.threads,
+            device=args.device,
+            gpu=torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        ),
         "setup": {
             "config": args.config,
             "init": recipe.model.init,
@@ -256,8 +253,6 @@ def main(argv: list[str] | None = None) -> dict:
             u["median_step_time_s"] / a["median_step_time_s"], 4
         ),
     }
-    from vrlvr.bench.common import emit
-
     return emit(report, args.json)
 
 

@@ -46,7 +46,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -309,26 +308,21 @@ def _derive(results: list[dict], bandwidth: dict) -> list[dict]:
 def _report(results, bandwidth, device, dtypes, ops, *, complete: bool) -> dict:
     from vrlvr import _native
     from vrlvr.backends import all_statuses
+    from vrlvr.bench.common import machine
 
     summary = _derive(results, bandwidth)
     return {
         "benchmark": "sde_step",
         "complete": complete,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "native_threads": _native.max_threads(),
-            "native_isa": _native.sde_cpu_isa(),
-            "torch": torch.__version__,
-            # a shared machine's load during the run (1, 5, 15 min): high load makes times noisy
-            "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "machine": machine(
+            torch.get_num_threads(),
+            native_threads=_native.max_threads(),
+            native_isa=_native.sde_cpu_isa(),
             # glibc's malloc settings: see the module docstring ("fresh outputs")
-            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-            "device": str(device),
-            "backends": {s.name: s.detail for s in all_statuses()},
-        },
+            malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            device=str(device),
+            backends={s.name: s.detail for s in all_statuses()},
+        ),
         "copy_bandwidth": {str(k): v for k, v in bandwidth.items()},
         "gpu_expectations": {
             "why": "bandwidth-bound (~10 flops per 8-20 bytes): time = bytes / "
@@ -430,12 +424,9 @@ def main(argv=None) -> dict:
         _native.set_num_threads(args.threads)
     device = torch.device(args.device)
     report = run(shapes, dtypes, ops, args.repeats, device, not args.no_compile, partial_out=args.out)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    return report
+    from vrlvr.bench.common import emit
+
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ rates above are that floor as measured in this run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -136,11 +134,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     from vrlvr import tasks
+    from vrlvr.bench.common import emit, machine
 
     result = {
         "benchmark": "tasks",
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
         "target": f"{TARGET_SAMPLES} samples per task at 81 frames in {TARGET_SECONDS} s on 2 cores",
         "stages": [],
         "end_to_end": [],
@@ -148,7 +145,7 @@ def main(argv=None) -> int:
     for name in args.tasks:
         result["stages"] += bench_stages(name, list(tasks.get(name).default_sizes), args.n)
         result["end_to_end"] += bench_end_to_end(name, args.e2e_n, args.workers)
-    result["load_average_at_end"] = list(os.getloadavg())
+    result["machine"] = machine(workers=args.workers)  # made at the end: the load while it ran
     result["target_met"] = {
         res: {
             key: all(r[f"target_met_{key}"] for r in result["end_to_end"] if r["resolution"] == res)
@@ -156,11 +153,7 @@ def main(argv=None) -> int:
         }
         for res in RESOLUTIONS
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+    emit(result, args.json)
     return 0
 
 

@@ -14,8 +14,6 @@ rules_s = warm_s - parse_s. JSON on stdout.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -33,6 +31,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from vrlvr import _native, tasks
+    from vrlvr.bench.common import emit, machine
     from vrlvr.verify import parse_frames, truth_for
     from vrlvr.verify.truth import clear_cache
 
@@ -76,16 +75,10 @@ def main(argv=None) -> dict:
         "frames": args.frames,
         "height": args.height,
         "width": args.width,
-        "threads": _native.max_threads(),
-        "cpu_count": os.cpu_count(),
+        "machine": machine(native_threads=_native.max_threads()),
         "tasks": results,
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    return out
+    return emit(out, args.out)
 
 
 if __name__ == "__main__":

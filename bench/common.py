@@ -1,7 +1,8 @@
-"""What the tiny-policy benchmarks share: the machine block of a report, writing the report, the
-policy and inputs at a rollout's shape, a trained-looking adapter, alternated timing and the
-copy bandwidth that bounds memory-bound work. Not a benchmark itself (`vrlvr bench` lists only
-bench_* modules)."""
+"""What the benchmarks share: the machine block of a report and writing the report (every
+benchmark), and for the tiny-policy ones the policy and inputs at a rollout's shape, a
+trained-looking adapter, alternated timing and the copy bandwidth that bounds memory-bound work.
+Not a benchmark itself (`vrlvr bench` lists only bench_* modules). torch is imported where it is
+used: the parser and task benchmarks do not need it."""
 
 from __future__ import annotations
 
@@ -12,26 +13,42 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PROMPT = "Solve the 7x7 maze: draw the path from the green cell to the red cell."
 
 
-def machine(threads: int) -> dict:
-    """The report's "machine" block for a CPU run."""
-    return {
+def machine(threads: int | None = None, **extra) -> dict:
+    """The report's "machine" block: the platform and CPUs, the load while it ran, and with
+    ``threads`` (a benchmark that runs torch) torch's threads and version; ``extra`` adds the
+    benchmark's own entries (native threads, a device)."""
+    block = {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "torch": torch.__version__,
+        # a shared machine's load (1, 5, 15 min) when the report is made: high load, noisy times
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    if threads is not None:
+        import torch
+
+        block |= {"torch_threads": threads, "torch": torch.__version__}
+    return block | extra
+
+
+def _jsonable(value):
+    """numpy scalars (and anything else json cannot write) in a report."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 def emit(report: dict, json_path: str | None) -> dict:
     """Print the report as JSON (and write it to json_path when given); returns it."""
-    text = json.dumps(report, indent=2)
+    text = json.dumps(report, indent=2, default=_jsonable)
     if json_path:
         Path(json_path).write_text(text + "\n")
     print(text)
@@ -53,6 +70,8 @@ class RolloutInputs:
 def tiny_rollout_inputs(ap, init: str, batch: int, frames: int) -> RolloutInputs:
     """Load ``init`` (a tiny-pixel checkpoint; anything else is an ``ap.error``) and draw a batch of
     ``batch`` videos of ``frames`` x 28 x 28 px, seeded."""
+    import torch
+
     from vrlvr.models.policy import load_policy
 
     torch.manual_seed(0)
@@ -72,6 +91,8 @@ def tiny_rollout_inputs(ap, init: str, batch: int, frames: int) -> RolloutInputs
 def add_trained_looking_lora(policy, rank: int) -> None:
     """``policy.add_lora(rank)`` with B ~ N(0, 0.02) (a fresh adapter has B = 0 and costs nothing
     to skip)."""
+    import torch
+
     policy.add_lora(rank)
     with torch.no_grad():
         for n, w in policy.named_parameters():
@@ -94,6 +115,8 @@ def alternated(cases: dict, reps: int) -> dict[str, float]:
 
 def copy_bandwidth(mib: int = 64, reps: int = 5) -> float:
     """Bytes per second a large fp32 tensor copy moves (read + write), best of reps."""
+    import torch
+
     src = torch.randn(mib * 2**20 // 4)
     dst = torch.empty_like(src)
     dst.copy_(src)
