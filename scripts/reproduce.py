@@ -1,6 +1,7 @@
 """Reproduce the VideoRLVR paper's findings at CPU scale, from the shipped tiny checkpoints.
 
-    python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack] [--seeds 3]
+    python scripts/reproduce.py [--quick] [--out results] [--only table1 table4 reward hack]
+                                [--seeds 3] [--jobs N]
     python scripts/reproduce.py --score runs/NAME/final [runs/NAME/checkpoints/step_N ...] [--rollout-sampler]
 
 Experiments (every number on held-out puzzles, canonical keys never trained on in SFT or RL, with
@@ -26,10 +27,13 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
   term off: loose vs exact success over training.
 
 Runs are shared between experiments (the shipped maze recipe is table1's run; its dense twin
-serves the reward and hack experiments). Per-puzzle values are kept in the JSON, so any two
-policies scored on the same puzzles can be compared later with a paired interval; each entry says
-when and from which commit it was measured, and ``--tasks`` reruns some tasks while keeping the
-others' entries of table1.json and reward.json.
+serves the reward and hack experiments). With ``--jobs`` N > 1 (the default: one per core) every
+run the chosen experiments need is trained first, N at a time with an equal share of the cores
+(table4's pair first and alone), then the experiments score them; ``--jobs 1`` trains one run at a
+time, when its experiment needs it, with its config's threads. Per-puzzle values are kept in the
+JSON, so any two policies scored on the same puzzles can be compared later with a paired interval;
+each entry says when and from which commit it was measured, and ``--tasks`` reruns some tasks while
+keeping the others' entries of table1.json and reward.json.
 
 Writes OUT/<experiment>.json, OUT/runs/<run>/ (the vrlvr-train and vrlvr sft run folders),
 docs/results.md (the tables) and docs/curves_<run>.png (reward, exact and loose success, KL over
@@ -105,51 +109,60 @@ def train_side_by_side(
     share of the CPU cores (``threads=cores // n``; one run alone keeps its config's threads):
     whatever the machine does to its speed meanwhile (another job, a throttled CPU) it does to all
     of them, so their step times compare (table4)."""
-    made = args.__dict__.setdefault("runs_made", {})
     out, todo = {}, {}
     for key, (name, config, overrides) in runs.items():
-        if name in made:
-            if made[name][1] != overrides:
-                raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
-            out[key] = made[name][0]
-            continue
-        folder = Path(args.out).resolve() / "runs" / name
-        run_overrides = full_overrides(overrides, args, command)
-        if args.reuse and reusable(folder, config, run_overrides, command):
-            print(
-                f"[reproduce] {name}: reusing {folder} (finished, same config)", file=sys.stderr, flush=True
-            )
-            REUSED[folder] = time.strftime(
-                "%Y-%m-%d", time.localtime((folder / "metrics.jsonl").stat().st_mtime)
-            )
-            made[name] = (folder, list(overrides))
-            out[key] = folder
-            continue
-        cmd = [sys.executable, "-m", "vrlvr.cli", command, "--config", str(config), f"out_dir={folder}"]
-        todo[key] = (name, overrides, folder, [*cmd, "--overwrite", "--no-progress", *run_overrides])
-    share = [f"threads={max(1, cores() // len(todo))}"] if len(todo) > 1 else []
-    procs = {}
-    for key, (name, _, _, cmd) in todo.items():
-        print(f"[reproduce] {name}: {' '.join(cmd[3:] + share)}", file=sys.stderr, flush=True)
-        log = tempfile.TemporaryFile(mode="w+")  # not a pipe: runs side by side would fill one and stall
-        # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the
-        # source tree's vrlvr (no compiled modules unless built in place) would shadow the installed one
-        proc = subprocess.Popen(cmd + share, cwd=Path(args.out).resolve(), text=True, stdout=log, stderr=log)
-        procs[key] = (proc, log, time.time())
-    failed = []
-    for key, (proc, log, t0) in procs.items():
-        name, overrides, folder, _ = todo[key]
-        code = proc.wait()
-        log.seek(0)
-        if code != 0:
-            failed.append(f"[reproduce] run {name} failed (exit {code}):\n{log.read()[-3000:]}")
-            continue
-        print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        made[name] = (folder, list(overrides))
-        out[key] = folder
-    if failed:
-        raise SystemExit("\n".join(failed))
+        out[key], cmd = prepare(name, config, overrides, args, command)
+        if cmd is not None:
+            todo[key] = (name, overrides, cmd)
+    threads = max(1, cores() // len(todo)) if len(todo) > 1 else None
+    started = {key: launch(name, cmd, threads, args) for key, (name, _, cmd) in todo.items()}
+    failed = [landed(todo[key][0], todo[key][1], out[key], job, args) for key, job in started.items()]
+    if any(failed):
+        raise SystemExit("\n".join(f for f in failed if f))
     return out
+
+
+def prepare(name: str, config: Path, overrides: list[str], args, command: str = "train"):
+    """(run folder, command line that trains it) for run ``name``; the command is None when the run is
+    at hand: made by this invocation (one name always means the same overrides), or --reuse found it
+    finished with exactly this config."""
+    made = args.__dict__.setdefault("runs_made", {})
+    if name in made:
+        if made[name][1] != overrides:
+            raise RuntimeError(f"run {name} requested with {overrides}, made with {made[name][1]}")
+        return made[name][0], None
+    folder = Path(args.out).resolve() / "runs" / name
+    run_overrides = full_overrides(overrides, args, command)
+    if args.reuse and reusable(folder, config, run_overrides, command):
+        print(f"[reproduce] {name}: reusing {folder} (finished, same config)", file=sys.stderr, flush=True)
+        REUSED[folder] = time.strftime("%Y-%m-%d", time.localtime((folder / "metrics.jsonl").stat().st_mtime))
+        made[name] = (folder, list(overrides))
+        return folder, None
+    cmd = [sys.executable, "-m", "vrlvr.cli", command, "--config", str(config), f"out_dir={folder}"]
+    return folder, [*cmd, "--overwrite", "--no-progress", *run_overrides]
+
+
+def launch(name: str, cmd: list[str], threads: int | None, args):
+    """Start one run's process (``threads``: its CPU threads; None keeps its config's) -> the job."""
+    share = [f"threads={threads}"] if threads else []
+    print(f"[reproduce] {name}: {' '.join(cmd[3:] + share)}", file=sys.stderr, flush=True)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: runs side by side would fill one and stall
+    # cwd away from the checkout: `python -m` puts the working directory on sys.path, and the
+    # source tree's vrlvr (no compiled modules unless built in place) would shadow the installed one
+    proc = subprocess.Popen(cmd + share, cwd=Path(args.out).resolve(), text=True, stdout=log, stderr=log)
+    return proc, log, time.time()
+
+
+def landed(name: str, overrides: list[str], folder: Path, job, args) -> str | None:
+    """Wait for a launched run; record it as made -> None, or the failure's message (its log's end)."""
+    proc, log, t0 = job
+    code = proc.wait()
+    log.seek(0)
+    if code != 0:
+        return f"[reproduce] run {name} failed (exit {code}):\n{log.read()[-3000:]}"
+    print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    args.__dict__.setdefault("runs_made", {})[name] = (folder, list(overrides))
+    return None
 
 
 def cores() -> int:
@@ -541,12 +554,15 @@ def rl_recipe(task: str, args) -> tuple[Path, list[str]]:
 def kind_run(task: str, kind: str, args) -> Path:
     """The shipped recipe with ``reward.kind`` set to ``kind`` (the shipped run itself when it
     already uses that kind)."""
+    return train(*kind_recipe(task, kind, args), args)
+
+
+def kind_recipe(task: str, kind: str, args) -> tuple[str, Path, list[str]]:
+    """(name, config, overrides) of ``kind_run``."""
     if config_of(task).get("reward", {}).get("kind", "dense") == kind:
-        return rl_run(task, args)
+        return (f"{task}-rl", *rl_recipe(task, args))
     extra = maze_every(args) if task == "maze" else []
-    return train(
-        f"{task}-rl-{kind}", ROOT / "configs" / f"{task}-tiny.yaml", [f"reward.kind={kind}", *extra], args
-    )
+    return f"{task}-rl-{kind}", ROOT / "configs" / f"{task}-tiny.yaml", [f"reward.kind={kind}", *extra]
 
 
 def seed_runs(task: str, args) -> list[Path]:
@@ -554,13 +570,18 @@ def seed_runs(task: str, args) -> list[Path]:
     next training seeds (``seed`` = the config's + 1, + 2, ...: another LoRA initialisation, other
     puzzle draws and noise): the intervals over puzzles of one run do not show how much a rerun of
     training moves the gain (on maze, more than they say)."""
+    return [train(*recipe, args) for recipe in seed_recipes(task, args)]
+
+
+def seed_recipes(task: str, args) -> list[tuple[str, Path, list[str]]]:
+    """(name, config, overrides) of each of ``seed_runs``, table 1's run first."""
     base = int(config_of(task).get("seed", 0))
-    runs = [rl_run(task, args)]
+    recipes = [(f"{task}-rl", *rl_recipe(task, args))]
     for k in range(1, args.seeds if task in args.seed_tasks else 1):
         config = ROOT / "configs" / f"{task}-tiny.yaml"
         # eval.n=0: the trainer's own before/after evaluation would only repeat the scoring below
-        runs.append(train(f"{task}-rl-seed{base + k}", config, [f"seed={base + k}", "eval.n=0"], args))
-    return runs
+        recipes.append((f"{task}-rl-seed{base + k}", config, [f"seed={base + k}", "eval.n=0"]))
+    return recipes
 
 
 def seed_bootstrap(gains: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
@@ -625,9 +646,7 @@ def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: li
     paired against the SFT checkpoint and against each RL training seed."""
     from vrlvr.train.data import read_heldout
 
-    config = ROOT / "configs" / f"{task}-tiny-sft.yaml"
-    overrides = [f"model.path={start_of(task)}", *([] if args.quick else SFT_CONTROL)]
-    run = train(f"{task}-sft-more", config, overrides, args, command="sft")
+    run = train(*control_recipe(task, args), args, command="sft")
     # never scored on a puzzle the control trained on: table 1's puzzles must be in its held-out set
     keys = {p.key for p in heldout_set(rl_run_dir, args)[1]}
     if not keys <= set(read_heldout(run, task)["keys"]):
@@ -647,6 +666,12 @@ def sft_control(task: str, rl_run_dir: Path, sft_vals: np.ndarray, seed_vals: li
         "per_puzzle": stored(vals),
         "measured": provenance(run),
     }
+
+
+def control_recipe(task: str, args) -> tuple[str, Path, list[str]]:
+    """(name, config, overrides) of the control's `vrlvr sft` run."""
+    overrides = [f"model.path={start_of(task)}", *([] if args.quick else SFT_CONTROL)]
+    return f"{task}-sft-more", ROOT / "configs" / f"{task}-tiny-sft.yaml", overrides
 
 
 def wall_seconds(run: Path) -> float | None:
@@ -679,18 +704,10 @@ def exp_table4(args) -> dict:
     """The window on the first half of the sampling steps vs all of them, everything else as
     shipped except the number of updates (TABLE4_STEPS: the question is the step time and whether
     the first half keeps the quality, not the best policy)."""
-    steps = config_of("maze")["sampling"]["steps"] if not args.quick else 4
-    n_updates = [] if args.quick else [f"optim.steps={TABLE4_STEPS}"]
-    config = ROOT / "configs" / "maze-tiny.yaml"
+    steps = table4_sampling_steps(args)
     # side by side, a core each: a machine that slows down slows both runs, and only the steps both
     # ran together are timed
-    runs = train_side_by_side(
-        {
-            "first_half": ("maze-esf-first-half", config, [f"grpo.sde_window=[0,{steps // 2}]", *n_updates]),
-            "all_steps": ("maze-esf-all-steps", config, [f"grpo.sde_window=[0,{steps}]", *n_updates]),
-        },
-        args,
-    )
+    runs = train_side_by_side(table4_recipes(args), args)
     until = together_until(*runs.values())
     if until is not None and not all(timed_steps(r, until) for r in runs.values()):
         until = None  # no step of one run ended while both ran (--quick's 2 steps): time them all
@@ -751,6 +768,22 @@ def exp_table4(args) -> dict:
     }
 
 
+def table4_sampling_steps(args) -> int:
+    """Sampling steps of table4's runs: all steps = the window [0, steps), the first half [0, steps // 2)."""
+    return config_of("maze")["sampling"]["steps"] if not args.quick else 4
+
+
+def table4_recipes(args) -> dict[str, tuple[str, Path, list[str]]]:
+    """{window: (name, config, overrides)} of table4's two runs."""
+    steps = table4_sampling_steps(args)
+    n_updates = [] if args.quick else [f"optim.steps={TABLE4_STEPS}"]
+    config = ROOT / "configs" / "maze-tiny.yaml"
+    return {
+        "first_half": ("maze-esf-first-half", config, [f"grpo.sde_window=[0,{steps // 2}]", *n_updates]),
+        "all_steps": ("maze-esf-all-steps", config, [f"grpo.sde_window=[0,{steps}]", *n_updates]),
+    }
+
+
 def exp_reward(args) -> dict:
     out = {}
     for task in [t for t in ("maze", "flowfree") if t in args.tasks]:
@@ -778,15 +811,7 @@ def exp_hack(args) -> dict:
     partial credit, so there is nothing to flood) and both with the KL off."""
     from vrlvr.train.logger import read_metrics
 
-    runs = {
-        "default": kind_run("maze", "dense", args),
-        "paper_no_kl": train(
-            "maze-rl-paper-nokl",
-            ROOT / "configs" / "maze-tiny.yaml",
-            ["reward.kind=dense", "reward.preset=paper", "grpo.beta=0", *maze_every(args)],
-            args,
-        ),
-    }
+    runs = {"default": kind_run("maze", "dense", args), "paper_no_kl": train(*hack_recipe(args), args)}
     out = {}
     for name, run in runs.items():
         evals = [r for r in read_metrics(run / "metrics.jsonl") if "eval" in r]
@@ -799,6 +824,104 @@ def exp_hack(args) -> dict:
         }
         curves(run, args)
     return out
+
+
+def hack_recipe(args) -> tuple[str, Path, list[str]]:
+    """(name, config, overrides) of the hack experiment's run with the paper's preset and no KL."""
+    overrides = ["reward.kind=dense", "reward.preset=paper", "grpo.beta=0", *maze_every(args)]
+    return "maze-rl-paper-nokl", ROOT / "configs" / "maze-tiny.yaml", overrides
+
+
+def planned(todo: list[str], args) -> tuple[list[tuple[str, Path, list[str], str]], list[dict]]:
+    """The runs the experiments in ``todo`` will ask for, from the same recipes they train: (runs
+    that may train beside any other, as (name, config, overrides, command) in the order the
+    experiments need them; groups timed side by side, {key: (name, config, overrides)}: table4's)."""
+    runs: dict[str, tuple[str, Path, list[str], str]] = {}
+
+    def add(recipe: tuple[str, Path, list[str]], command: str = "train") -> None:
+        runs.setdefault(recipe[0], (*recipe, command))
+
+    groups = []
+    if "table1" in todo:
+        for task in args.tasks:
+            for recipe in seed_recipes(task, args):
+                add(recipe)
+            if task in args.sft_control:
+                add(control_recipe(task, args), "sft")
+    if "table4" in todo:
+        groups.append(table4_recipes(args))
+    if "reward" in todo:
+        for task in [t for t in ("maze", "flowfree") if t in args.tasks]:
+            for kind in ("dense", "sparse"):
+                add(kind_recipe(task, kind, args))
+    if "hack" in todo:
+        add(kind_recipe("maze", "dense", args))
+        add(hack_recipe(args))
+    return list(runs.values()), groups
+
+
+def run_cost(config: Path, overrides: list[str], command: str, args) -> float:
+    """A run's rough cost, to start the longest first: updates x videos per update x model blocks,
+    an SFT video (one forward and backward, no rollouts) counted as a quarter of an RL one."""
+    from vrlvr.config import build_config
+    from vrlvr.models import resolve_checkpoint
+    from vrlvr.train.grpo_config import GRPOConfig
+    from vrlvr.train.sft_config import SFTConfig
+
+    full = full_overrides(overrides, args, command)
+    if command == "sft":
+        cfg = build_config(SFTConfig, config, full)
+        videos, start, weight = cfg.optim.batch_size, cfg.model.path, 0.25
+    else:
+        cfg = build_config(GRPOConfig, config, full)
+        videos, start, weight = cfg.grpo.prompts_per_step * cfg.grpo.group_size, cfg.model.init, 1.0
+    try:
+        blocks = json.loads((resolve_checkpoint(start) / "policy.json").read_text())["config"]["num_layers"]
+    except (OSError, KeyError, TypeError, ValueError):  # a Wan folder, a start made elsewhere: unknown
+        blocks = 4
+    return cfg.optim.steps * videos * blocks * weight
+
+
+def train_planned(todo: list[str], args) -> None:
+    """``--jobs`` N > 1: before any experiment scores, train every run the experiments in ``todo``
+    will ask for, N at a time with an equal share of the cores each (``threads=cores // N``), the
+    costliest first; the experiments then find them made. Several small runs side by side, one
+    thread each, do more updates per hour than one at a time with all the cores (1.14x for two
+    4-block runs on 2 cores, 1.4x for two 12-block ones; docs/findings.md). Table 4's two windows,
+    which are timed against each other, train first and alone, side by side, as ``exp_table4``
+    trains them. A run that fails stops new ones from starting; the others finish, then the script
+    exits with every failure's log."""
+    if args.jobs <= 1:
+        return  # one run at a time, each trained when its experiment needs it, with its config's threads
+    singles, groups = planned(todo, args)
+    for group in groups:
+        train_side_by_side(group, args)
+    pending = []
+    for name, config, overrides, command in singles:
+        folder, cmd = prepare(name, config, overrides, args, command)
+        if cmd is not None:
+            pending.append((run_cost(config, overrides, command, args), name, overrides, folder, cmd))
+    if not pending:
+        return
+    pending.sort(key=lambda p: -p[0])  # longest first: the last to finish are short
+    threads = max(1, cores() // min(args.jobs, len(pending)))
+    t0, running, failed = time.time(), [], []
+    while running or (pending and not failed):
+        while pending and not failed and len(running) < args.jobs:
+            _, name, overrides, folder, cmd = pending.pop(0)
+            running.append((name, overrides, folder, launch(name, cmd, threads, args)))
+        done = [r for r in running if r[3][0].poll() is not None]
+        if not done:
+            time.sleep(1)
+            continue
+        for r in done:
+            running.remove(r)
+            failure = landed(*r, args)
+            if failure:
+                failed.append(failure)
+    if failed:
+        raise SystemExit("\n".join(failed))
+    print(f"[reproduce] runs trained in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
 def task_label(task: str, entry: dict) -> str:
@@ -1280,6 +1403,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-readme", action="store_true", help="do not touch README.md and docs/")
     ap.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs trained at once, each with an equal share of the cores (default: one per core, one "
+        "thread each: small models make more updates per hour that way); every run is trained first, "
+        "then the experiments score them; 1 = one run at a time with its config's threads, each when "
+        "its experiment needs it",
+    )
+    ap.add_argument(
         "--reuse",
         action="store_true",
         help="reuse a finished run in OUT/runs/ when its config is exactly what this invocation would "
@@ -1318,6 +1450,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs is None:
+        args.jobs = cores()
+    elif args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     for flag, given in (("--seed-tasks", args.seed_tasks), ("--sft-control", args.sft_control)):
         unknown = sorted(set(given) - set(TASKS))
         if unknown:
@@ -1334,6 +1470,19 @@ def main(argv: list[str] | None = None) -> int:
     todo = args.only or ["table1", "table4", "reward", "hack"]
     runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}
     results = {}
+    timing_path = Path(args.out) / "seconds.json"
+    # --jobs > 1: every run is trained up front, and an experiment's own time is its scoring
+    pooled = args.jobs > 1 and not args.tables_only
+    what = f"{', '.join(todo)} ({', '.join(args.tasks)}; --jobs {args.jobs})"
+    t_start = time.time()
+    if pooled:
+        train_planned(todo, args)
+        # the runs' wall time (and below, the whole invocation's), unless a run was reused: then it
+        # says nothing about what training them costs
+        if not REUSED:
+            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+            timing[f"runs of {what}"] = round(time.time() - t_start, 1)
+            timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     for name in todo:
         if args.tables_only:
             path = Path(args.out) / f"{name}.json"
@@ -1350,13 +1499,18 @@ def main(argv: list[str] | None = None) -> int:
         (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
         # wall time per experiment, kept beside the results (the README quotes it); an experiment
         # that reused a run did not train it, so its time says nothing about the cost: not kept
-        if len(REUSED) > reused_before:
+        if len(REUSED) > reused_before and not pooled:
             continue
-        timing_path = Path(args.out) / "seconds.json"
         timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-        # a rerun of some tasks times those tasks only: kept under its own key, beside the full run's
+        # a rerun of some tasks times those tasks only: kept under its own key, beside the full run's;
+        # after runs trained up front (--jobs) an experiment's time is its scoring: said in its key
         partial = name in PER_TASK and set(args.tasks) != set(TASKS)
-        timing[f"{name} ({', '.join(args.tasks)})" if partial else name] = round(time.time() - t0, 1)
+        key = f"{name} ({', '.join(args.tasks)})" if partial else name
+        timing[f"{key}, scoring" if pooled else key] = round(time.time() - t0, 1)
+        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    if pooled and not REUSED:
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+        timing[f"all of {what}"] = round(time.time() - t_start, 1)
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
     # the tables show every experiment: those not rerun now keep their JSON from an earlier invocation
     for name in runners:

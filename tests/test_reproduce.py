@@ -668,6 +668,7 @@ def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
         (["--tasks", "maze", "chess"], "--tasks: invalid choice: 'chess'"),
         (["--sft-control", "chess"], "--sft-control: unknown task(s) chess"),
         (["--rollout-sampler"], "--rollout-sampler applies to --score only"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
@@ -676,3 +677,130 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, ar
         _script().main([*argv, "--out", str(out)])
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not out.exists()
+
+
+def _fake_training(rep, monkeypatch, log: list):
+    """rep.launch replaced by a run made on the spot: a finished run folder (config, final/, one line
+    per update with an evaluation) and a job that has already ended; ``log`` gets (name, threads)."""
+    import tempfile
+    import time
+    import types
+
+    from vrlvr.config import build_config
+    from vrlvr.train.grpo_config import GRPOConfig
+
+    def launch(name, cmd, threads, args):
+        log.append((name, threads))
+        out = Path(cmd[cmd.index("--config") + 2].removeprefix("out_dir="))
+        config, overrides = Path(cmd[cmd.index("--config") + 1]), cmd[cmd.index("--no-progress") + 1 :]
+        if cmd[3] == "sft":
+            _fake_sft_run(out, overrides)
+        else:
+            steps = build_config(GRPOConfig, config, [*overrides, "out_dir=x"]).optim.steps
+            _fake_run(out, config, overrides, last_step=steps)
+            # the evaluations before and after training (the hack experiment's curves)
+            ev = json.dumps({"success_rate": 0.0, "loose_success_rate": 0.0})
+            m = out / "metrics.jsonl"
+            m.write_text(
+                m.read_text().replace('"eval": {}', f'"eval": {ev}')
+                + json.dumps({"step": steps, "eval": json.loads(ev)})
+                + "\n"
+            )
+        proc = types.SimpleNamespace(poll=lambda: 0, wait=lambda: 0)
+        return proc, tempfile.TemporaryFile(mode="w+"), time.time()
+
+    monkeypatch.setattr(rep, "launch", launch)
+
+
+def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_path, monkeypatch):
+    """--jobs N trains up front what planned() lists (the experiments' own recipes); the experiments
+    then ask for exactly those runs, with the same overrides, and train nothing more. Table 4's pair
+    trains first, alone, at half the cores each; the others at cores // N threads."""
+    import argparse
+
+    import numpy as np
+
+    rep = _script()
+    monkeypatch.setattr(rep, "cores", lambda: 4)
+    trained = []
+    _fake_training(rep, monkeypatch, trained)
+    args = argparse.Namespace(
+        quick=False,
+        out=str(tmp_path),
+        reuse=False,
+        jobs=2,
+        tasks=list(rep.TASKS),
+        seeds=3,
+        seed_tasks=["maze"],
+        sft_control=["maze"],
+    )
+    todo = ["table1", "table4", "reward", "hack"]
+    rep.train_planned(todo, args)
+    names = [n for n, _ in trained]
+    assert names[:2] == ["maze-esf-first-half", "maze-esf-all-steps"] and trained[0][1] == 2
+    assert sorted(names[2:]) == sorted(
+        ["maze-rl", "maze-rl-seed1", "maze-rl-seed2", "maze-sft-more", "flowfree-rl", "sokoban-rl"]
+        + ["maze-rl-dense", "flowfree-rl-dense", "maze-rl-paper-nokl"]
+    )
+    assert {t for _, t in trained[2:]} == {2}  # 4 cores, 2 at a time
+    # the costliest first: 8-block RL runs before 4-block ones, the SFT control last
+    assert (
+        set(names[2:5]) == {"flowfree-rl", "sokoban-rl", "flowfree-rl-dense"} and names[-1] == "maze-sft-more"
+    )
+
+    # the experiments find every run made: any further launch would be a run missing from the plan
+    monkeypatch.setattr(rep, "launch", lambda name, *a: pytest.fail(f"{name} trained outside the plan"))
+    keys = [types_key(k) for k in range(4)]
+    monkeypatch.setattr(rep, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(rep.METRICS))), {}))
+    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (None, keys, None, None))
+    monkeypatch.setattr(rep, "curves", lambda run, args: None)
+    from vrlvr.train import data
+
+    monkeypatch.setattr(data, "read_heldout", lambda run, task: {"keys": [k.key for k in keys]})
+    for name in todo:
+        getattr(rep, f"exp_{name}")(args)
+
+
+def types_key(k: int):
+    import types
+
+    return types.SimpleNamespace(key=f"puzzle-{k}")
+
+
+def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypatch, capsys):
+    """A run that fails stops the pool from starting more; those running finish; the script exits
+    with the failure's log."""
+    import argparse
+    import subprocess
+    import tempfile
+
+    rep = _script()
+    started = []
+
+    def launch(name, cmd, threads, args):
+        started.append(name)
+        code = 3 if name == "flowfree-rl" else 0
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"print('log of {name}'); raise SystemExit({code})"],
+            stdout=(log := tempfile.TemporaryFile(mode="w+")),
+            stderr=log,
+            text=True,
+        )
+        return proc, log, 0.0
+
+    monkeypatch.setattr(rep, "launch", launch)
+    args = argparse.Namespace(
+        quick=True,
+        out=str(tmp_path),
+        reuse=False,
+        jobs=1 + 1,
+        tasks=["maze", "flowfree", "sokoban"],
+        seeds=1,
+        seed_tasks=[],
+        sft_control=[],
+    )
+    with pytest.raises(SystemExit) as exc:
+        rep.train_planned(["table1"], args)
+    assert "run flowfree-rl failed (exit 3)" in str(exc.value) and "log of flowfree-rl" in str(exc.value)
+    assert len(started) == 2 and "flowfree-rl" in started  # the third never started
+    assert set(args.runs_made) == set(started) - {"flowfree-rl"}
