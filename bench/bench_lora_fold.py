@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--peft", action="store_true", help="time peft's own adapted forward, not vrlvr's fused one"
     )
     args = ap.parse_args(argv)
-    for name in ("rank", "batch", "frames", "reps", "threads"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be >= 1")
+    from vrlvr.bench.common import require_positive
+
+    require_positive(ap, args, *("rank", "batch", "frames", "reps", "threads"))
     torch.set_num_threads(args.threads)
 
     from vrlvr.bench.common import add_trained_looking_lora, emit, machine, tiny_rollout_inputs

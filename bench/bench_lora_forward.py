@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--json", metavar="PATH", help="also write the report here")
     args = ap.parse_args(argv)
-    for name in ("rank", "batch", "frames", "reps", "threads"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be >= 1")
+    from vrlvr.bench.common import require_positive
+
+    require_positive(ap, args, *("rank", "batch", "frames", "reps", "threads"))
     torch.set_num_threads(args.threads)
 
     from vrlvr.bench.common import (

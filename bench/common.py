@@ -39,6 +39,13 @@ def machine(threads: int | None = None, **extra) -> dict:
     return block | extra
 
 
+def require_positive(ap, args, *names: str) -> None:
+    """``ap.error`` for the first of the integer options ``names`` below 1 ("--reps must be >= 1")."""
+    for name in names:
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1")
+
+
 def _jsonable(value):
     """numpy scalars (and anything else json cannot write) in a report."""
     if hasattr(value, "item"):

@@ -102,6 +102,17 @@ def test_bench_lists_and_forwards_options(capsys):
     assert "--shapes" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["attention", "lora_fold", "lora_forward"])
+@pytest.mark.parametrize("option", ["--reps", "--batch", "--frames", "--threads"])
+def test_tiny_policy_benches_refuse_counts_below_one(name, option, capsys):
+    import importlib
+
+    bench = importlib.import_module(f"vrlvr.bench.bench_{name}")
+    with pytest.raises(SystemExit) as exc:
+        bench.main([option, "0"])
+    assert exc.value.code == 2 and f"{option} must be >= 1" in capsys.readouterr().err
+
+
 def test_bench_unknown_name_is_a_clear_error(capsys):
     assert main(["bench", "nope"]) == 2
     assert "unknown benchmark 'nope'" in capsys.readouterr().err
