@@ -29,8 +29,10 @@ several samples per puzzle and 95% bootstrap intervals over puzzles, beside the 
 Runs are shared between experiments (the shipped maze recipe is table1's run; its dense twin
 serves the reward and hack experiments). With ``--jobs`` N > 1 (the default: one per core) every
 run the chosen experiments need is trained first, N at a time with an equal share of the cores
-(table4's pair first and alone), then the experiments score them; ``--jobs 1`` trains one run at a
-time, when its experiment needs it, with its config's threads. Per-puzzle values are kept in the
+(table4's pair first and alone), and every policy they score is evaluated in the same pool as soon
+as its runs are made (one process each); the experiments then build their tables from those
+evaluations. ``--jobs 1`` trains one run at a time, when its experiment needs it, with its
+config's threads, and evaluates in the script's own process. Per-puzzle values are kept in the
 JSON, so any two policies scored on the same puzzles can be compared later with a paired interval;
 each entry says when and from which commit it was measured, and ``--tasks`` reruns some tasks while
 keeping the others' entries of table1.json and reward.json.
@@ -47,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +85,8 @@ MAZE_EVAL_EVERY = {"quick": ["eval.every=1"], "full": ["eval.every=20"]}
 TABLE4_STEPS = 50
 #: experiments whose JSON holds one entry per task: a run with --tasks keeps the other tasks' entries
 PER_TASK = ("table1", "reward")
+#: the experiments, in the order they run and their tables appear (--only)
+EXPERIMENTS = ("table1", "table4", "reward", "hack")
 #: the tasks table 1 and the reward experiment can run (--tasks, --seed-tasks, --sft-control)
 TASKS = ("maze", "flowfree", "sokoban")
 #: table 1's control (--sft-control): configs/<task>-tiny-sft.yaml continued from the shipped SFT
@@ -406,8 +411,19 @@ def _heldout_set(run: Path, args):
 
 
 def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray, dict]:
-    from vrlvr.models import load_policy
     from vrlvr.train.evaluate import evaluate_baselines
+
+    task, puzzles, video, _ = heldout_set(run, args)
+    vals = prescored(checkpoint, run, args)  # evaluated by the pool (--jobs), or None
+    if vals is None:
+        vals = evaluated(checkpoint, run, args)
+    return vals, evaluate_baselines(task, puzzles, video)
+
+
+def evaluated(checkpoint: Path | str, run: Path, args) -> np.ndarray:
+    """float [puzzles, len(METRICS)]: the checkpoint sampled on the run's held-out puzzles
+    (samples_per_puzzle videos each, EVAL_SEED's noise), each metric averaged per puzzle."""
+    from vrlvr.models import load_policy
 
     task, puzzles, video, cfg = heldout_set(run, args)
     policy = load_policy(checkpoint).eval()
@@ -417,10 +433,22 @@ def _held_out_eval(checkpoint: Path | str, run: Path, args) -> tuple[np.ndarray,
         from vrlvr.models.sampling import SdeWindow
 
         sde = SdeWindow(*cfg.window(), cfg.sampling.eta, cfg.sampling.mode)
-    vals = per_puzzle(
+    return per_puzzle(
         policy, task, puzzles, video, cfg.sampling.steps, cfg.sampling.shift, samples, EVAL_SEED, sde
     )
-    return vals, evaluate_baselines(task, puzzles, video)
+
+
+def prescored(checkpoint: Path | str, run: Path, args) -> np.ndarray | None:
+    """The per-puzzle values the pool's evaluation process wrote for this checkpoint on this run's
+    puzzles (``--jobs``: the experiments then only read them), or None. The file is named by
+    score_key, so it holds exactly the evaluation asked for; it lives for this invocation only."""
+    folder = args.__dict__.get("prescored")
+    if not folder:
+        return None
+    path = Path(folder) / f"{score_key(checkpoint, run, args)}.json"
+    if not path.is_file():
+        return None
+    return np.array(json.loads(path.read_text())["values"], dtype=float)  # None (undefined) -> nan
 
 
 def curves(run: Path, args) -> None:
@@ -882,46 +910,152 @@ def run_cost(config: Path, overrides: list[str], command: str, args) -> float:
     return cfg.optim.steps * videos * blocks * weight
 
 
+def scores_planned(todo: list[str], args) -> list[tuple[str, str, frozenset[str]]]:
+    """The evaluations the experiments in ``todo`` will ask held_out_eval for, from the same recipes
+    they train: (checkpoint, name of the run whose held-out puzzles it is scored on, names of the
+    runs that must be made first), each once."""
+    runs_dir = Path(args.out).resolve() / "runs"
+    wanted: dict[tuple[str, str], frozenset[str]] = {}
+
+    def add(checkpoint: str, run: str, *needs: str) -> None:
+        wanted.setdefault((checkpoint, run), frozenset({run, *needs}))
+
+    def final(name: str) -> str:
+        return str(runs_dir / name / "final")
+
+    if "table1" in todo:
+        for task in args.tasks:
+            names = [recipe[0] for recipe in seed_recipes(task, args)]
+            add(start_of(task), names[0])
+            for name in names:
+                add(final(name), name)
+            if task in args.sft_control:
+                control = control_recipe(task, args)[0]
+                add(final(control), names[0], control)  # scored on table 1's puzzles
+    if "table4" in todo:
+        for name, _, _ in table4_recipes(args).values():
+            add(final(name), name)
+    if "reward" in todo:
+        for task in [t for t in ("maze", "flowfree") if t in args.tasks]:
+            add(start_of(task), f"{task}-rl")  # paired against the shipped run's puzzles
+            for kind in ("dense", "sparse"):
+                name = kind_recipe(task, kind, args)[0]
+                add(final(name), name)
+    return [(checkpoint, run, needs) for (checkpoint, run), needs in wanted.items()]
+
+
+def launch_evaluation(checkpoint: str, run: Path, threads: int, args):
+    """Start one pool evaluation process (this script with ``--evaluate``) -> the job, as launch's."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--evaluate", checkpoint, str(run)]
+    cmd += ["--into", str(args.prescored), "--out", str(args.out), "--threads", str(threads)]
+    cmd += ["--quick"] if args.quick else []
+    print(f"[reproduce] evaluating {checkpoint} on {run.name}'s puzzles", file=sys.stderr, flush=True)
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, cwd=Path(args.out).resolve(), text=True, stdout=log, stderr=log)
+    return proc, log, time.time()
+
+
+def evaluation_landed(checkpoint: str, run: Path, job) -> str | None:
+    """Wait for a pool evaluation -> None, or the failure's message (its log's end)."""
+    proc, log, _ = job
+    code = proc.wait()
+    log.seek(0)
+    if code != 0:
+        what = f"evaluating {checkpoint} on {run.name}'s puzzles"
+        return f"[reproduce] {what} failed (exit {code}):\n{log.read()[-3000:]}"
+    return None
+
+
 def train_planned(todo: list[str], args) -> None:
     """``--jobs`` N > 1: before any experiment scores, train every run the experiments in ``todo``
-    will ask for, N at a time with an equal share of the cores each (``threads=cores // N``), the
-    costliest first; the experiments then find them made. Several small runs side by side, one
-    thread each, do more updates per hour than one at a time with all the cores (on 2 cores:
-    table 1's maze runs trained in 44.1 minutes instead of 53.3, 1.21x; two 12-block runs 1.4x;
-    README). Table 4's two windows, which are timed against each other, train first and alone,
-    side by side, as ``exp_table4`` trains them. A run that fails stops new ones from starting; the
-    others finish, then the script exits with every failure's log."""
+    will ask for and evaluate every policy they will score, N processes at a time with an equal
+    share of the cores each (``threads=cores // N``): the costliest runs first, then the
+    evaluations, each as soon as its runs are made. The experiments then find the runs made and
+    read the evaluations (prescored). Several small runs side by side, one thread each, do more
+    updates per hour than one at a time with all the cores (on 2 cores: table 1's maze runs trained
+    in 44.1 minutes instead of 53.3, 1.21x; two 12-block runs 1.4x; README), and evaluations fill
+    the cores the last runs leave idle.
+
+    Table 4's two windows, whose step times are compared, start first and alone, side by side, as
+    ``exp_table4`` trains them: nothing else starts until one of them ends (only the updates that
+    ended while both ran are timed), then the pool fills the cores it leaves. A process that fails
+    stops new ones from starting; the others finish, then the script exits with every failure's log."""
     if args.jobs <= 1:
         return  # one run at a time, each trained when its experiment needs it, with its config's threads
     singles, groups = planned(todo, args)
+    queue: list[list[tuple[str, list[str], Path, list[str]]]] = []  # groups of runs timed together
     for group in groups:
-        train_side_by_side(group, args)
+        prepared = [
+            (name, overrides, *prepare(name, config, overrides, args))
+            for name, config, overrides in group.values()
+        ]
+        queue.append(
+            [(name, overrides, folder, cmd) for name, overrides, folder, cmd in prepared if cmd is not None]
+        )
     pending = []
     for name, config, overrides, command in singles:
         folder, cmd = prepare(name, config, overrides, args, command)
         if cmd is not None:
             pending.append((run_cost(config, overrides, command, args), name, overrides, folder, cmd))
-    if not pending:
-        return
     pending.sort(key=lambda p: -p[0])  # longest first: the last to finish are short
-    threads = max(1, cores() // min(args.jobs, len(pending)))
-    t0, running, failed = time.time(), [], []
-    while running or (pending and not failed):
-        while pending and not failed and len(running) < args.jobs:
-            _, name, overrides, folder, cmd = pending.pop(0)
-            running.append((name, overrides, folder, launch(name, cmd, threads, args)))
-        done = [r for r in running if r[3][0].poll() is not None]
+    queue = [g for g in queue if g]
+    runs_dir = Path(args.out).resolve() / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    # this invocation's evaluations only (removed by main): never a stale score from an earlier one
+    args.prescored = Path(tempfile.mkdtemp(prefix=".evaluations-", dir=runs_dir))
+    waiting = scores_planned(todo, args)
+    made = args.__dict__.setdefault("runs_made", {})
+    t0, running, failed = time.time(), [], []  # running: (kind, what, job, slots it takes)
+    # a group's runs, until one of them ends: nothing else starts beside them (one run alone keeps
+    # its config's threads, as train_side_by_side does)
+    together: set[str] = set()
+    while True:
+        while not failed and not together:
+            free = args.jobs - sum(r[3] for r in running)
+            if queue:  # a group starts alone, its runs an equal share of the cores each
+                if running:
+                    break
+                group = queue.pop(0)
+                threads = max(1, cores() // len(group)) if len(group) > 1 else None
+                for name, overrides, folder, cmd in group:
+                    job = launch(name, cmd, threads, args)
+                    running.append(("run", (name, overrides, folder), job, max(1, args.jobs // len(group))))
+                together = {name for name, *_ in group}
+                break
+            if free < 1:
+                break
+            if pending:
+                # a run's share of the cores; one run alone (nothing else to do until it ends) takes all
+                beside = len(pending) + sum(r[0] == "run" for r in running)
+                beside += sum(w[2] <= made.keys() for w in waiting)
+                threads = max(1, cores() // min(args.jobs, max(1, beside)))
+                _, name, overrides, folder, cmd = pending.pop(0)
+                running.append(("run", (name, overrides, folder), launch(name, cmd, threads, args), 1))
+                continue
+            ready = [w for w in waiting if w[2] <= made.keys()]
+            if not ready:
+                break
+            waiting.remove(ready[0])
+            checkpoint, run = ready[0][0], made[ready[0][1]][0]
+            job = launch_evaluation(checkpoint, run, max(1, cores() // args.jobs), args)
+            running.append(("evaluation", (checkpoint, run), job, 1))
+        if not running:
+            break
+        done = [r for r in running if r[2][0].poll() is not None]
         if not done:
             time.sleep(1)
             continue
         for r in done:
             running.remove(r)
-            failure = landed(*r, args)
+            kind, what, job, _ = r
+            failure = landed(*what, job, args) if kind == "run" else evaluation_landed(*what, job)
             if failure:
                 failed.append(failure)
+            together = set()  # one of a group ended: the updates timed together are over
     if failed:
         raise SystemExit("\n".join(failed))
-    print(f"[reproduce] runs trained in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    # an evaluation whose runs were never made (none should be) is left to the experiments
+    print(f"[reproduce] runs trained and evaluated in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
 def task_label(task: str, entry: dict) -> str:
@@ -1075,10 +1209,9 @@ def read_scores(path: Path) -> dict:
     return {}
 
 
-def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
-    """held_out_eval's per-puzzle values, kept in OUT/scores.json between --score invocations: keyed
-    on everything that decides them (the checkpoint's bytes, the task, the puzzles, the video, the
-    sampler, the samples per puzzle, the sampling seed), so a hit is the same evaluation again."""
+def score_key(checkpoint: Path | str, run: Path, args) -> str:
+    """sha256 over everything that decides a checkpoint's held-out values: the checkpoint's bytes,
+    the task, the puzzles, the video, the sampler, the samples per puzzle and the sampling seed."""
     import dataclasses
     import hashlib
 
@@ -1093,7 +1226,19 @@ def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
         "seed": EVAL_SEED,
         "metrics": list(METRICS),
     }
-    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def exact_values(vals: np.ndarray) -> list:
+    """Per-puzzle values at full precision for JSON (a float round-trips exactly; nan -> None)."""
+    return [[None if np.isnan(x) else float(x) for x in row] for row in vals]
+
+
+def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
+    """held_out_eval's per-puzzle values, kept in OUT/scores.json between --score invocations: keyed
+    on everything that decides them (score_key), so a hit is the same evaluation again."""
+    task = heldout_set(run, args)[0]
+    key = score_key(checkpoint, run, args)
     path = Path(args.out) / SCORES_FILE
     cache = read_scores(path)
     if key in cache:
@@ -1101,13 +1246,23 @@ def scored(checkpoint: Path | str, run: Path, args) -> np.ndarray:
         return np.array(cache[key]["values"], dtype=float)  # None (undefined) -> nan
     vals, _ = held_out_eval(checkpoint, run, args)
     cache = read_scores(path)  # re-read: keep what another invocation wrote meanwhile
-    # full precision (json round-trips a float exactly): a hit gives what the evaluation gave
-    exact = [[None if np.isnan(x) else float(x) for x in row] for row in vals]
-    cache[key] = {"checkpoint": str(checkpoint), "task": task.name, "values": exact}
+    # full precision: a hit gives what the evaluation gave
+    cache[key] = {"checkpoint": str(checkpoint), "task": task.name, "values": exact_values(vals)}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(cache) + "\n")
     tmp.replace(path)  # atomic: an interrupted write never leaves a broken cache
     return vals
+
+
+def evaluate_into(checkpoint: str, run: Path, folder: Path, args) -> Path:
+    """The pool's evaluation process (``--evaluate``): the checkpoint's per-puzzle values on the run's
+    held-out puzzles, written atomically to FOLDER/<score_key>.json for prescored to read."""
+    vals = evaluated(checkpoint, run, args)
+    path = folder / f"{score_key(checkpoint, run, args)}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"checkpoint": checkpoint, "run": str(run), "values": exact_values(vals)}))
+    tmp.replace(path)
+    return path
 
 
 def _resolved(checkpoint: str) -> Path | None:
@@ -1369,13 +1524,59 @@ def tables(results: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def run_experiments(
+    todo: list[str], args, pooled: bool, what: str, timing_path: Path, t_start: float
+) -> dict:
+    """Each experiment in ``todo`` (after the pool with --jobs), its JSON written and its wall time
+    kept in OUT/seconds.json -> {experiment: its results}."""
+    runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}
+    results = {}
+    if pooled:
+        train_planned(todo, args)
+        # the wall time of the runs and their evaluations (and below, of the whole invocation),
+        # unless a run was reused: then it says nothing about what training them costs
+        if not REUSED:
+            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+            timing[f"runs and evaluations of {what}"] = round(time.time() - t_start, 1)
+            timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    for name in todo:
+        if args.tables_only:
+            path = Path(args.out) / f"{name}.json"
+            if path.is_file():
+                results[name] = json.loads(path.read_text())
+            continue
+        t0, reused_before = time.time(), len(REUSED)
+        results[name] = runners[name](args)
+        path = Path(args.out) / f"{name}.json"
+        if name in PER_TASK and path.is_file():
+            # a rerun of some tasks keeps the other tasks' entries (each says when it was measured)
+            old = json.loads(path.read_text())
+            results[name] = {**old, **results[name]}  # the old order, the new entries
+        (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
+        # wall time per experiment, kept beside the results (the README quotes it); an experiment
+        # that reused a run did not train it, so its time says nothing about the cost: not kept
+        if len(REUSED) > reused_before and not pooled:
+            continue
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+        # a rerun of some tasks times those tasks only: kept under its own key, beside the full run's;
+        # after the pool (--jobs) an experiment's time is its tables from the pool's evaluations: its
+        # key says "scoring"
+        partial = name in PER_TASK and set(args.tasks) != set(TASKS)
+        key = f"{name} ({', '.join(args.tasks)})" if partial else name
+        timing[f"{key}, scoring" if pooled else key] = round(time.time() - t0, 1)
+        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    if pooled and not REUSED:
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+        timing[f"all of {what}"] = round(time.time() - t_start, 1)
+        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 steps, a few puzzles (minutes)")
     ap.add_argument("--out", default=str(ROOT / "results"), help="results folder (runs/ inside)")
-    ap.add_argument(
-        "--only", nargs="+", choices=["table1", "table4", "reward", "hack"], help="experiments to run"
-    )
+    ap.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="experiments to run")
     ap.add_argument(
         "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="table1's tasks (default: all three)"
     )
@@ -1406,10 +1607,11 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=None,
-        help="runs trained at once, each with an equal share of the cores (default: one per core, one "
+        help="processes at once, each with an equal share of the cores (default: one per core, one "
         "thread each: small models make more updates per hour that way); every run is trained first, "
-        "then the experiments score them; 1 = one run at a time with its config's threads, each when "
-        "its experiment needs it",
+        "the costliest first, and every policy evaluated as soon as its runs are made, then the "
+        "experiments build their tables; 1 = one run at a time with its config's threads, each when "
+        "its experiment needs it, evaluated in this process",
     )
     ap.add_argument(
         "--reuse",
@@ -1447,7 +1649,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run nothing: rebuild the tables (docs/results.md, README) from OUT/<experiment>.json",
     )
+    # the pool's evaluation processes (--jobs): not for users
+    ap.add_argument("--evaluate", nargs=2, metavar=("CHECKPOINT", "RUN"), help=argparse.SUPPRESS)
+    ap.add_argument("--into", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.evaluate:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        evaluate_into(args.evaluate[0], Path(args.evaluate[1]), Path(args.into), args)
+        return 0
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs is None:
@@ -1467,57 +1679,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.score:
         print(score(args))
         return 0
-    todo = args.only or ["table1", "table4", "reward", "hack"]
-    runners = {"table1": exp_table1, "table4": exp_table4, "reward": exp_reward, "hack": exp_hack}
-    results = {}
+    todo = args.only or list(EXPERIMENTS)
     timing_path = Path(args.out) / "seconds.json"
-    # --jobs > 1: every run is trained up front, and an experiment's own time is its scoring
+    # --jobs > 1: every run is trained and every policy evaluated up front; an experiment's own time
+    # is then its tables (and any evaluation the pool did not make)
     pooled = args.jobs > 1 and not args.tables_only
     what = f"{', '.join(todo)} ({', '.join(args.tasks)}; --jobs {args.jobs})"
     t_start = time.time()
-    if pooled:
-        train_planned(todo, args)
-        # the runs' wall time (and below, the whole invocation's), unless a run was reused: then it
-        # says nothing about what training them costs
-        if not REUSED:
-            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-            timing[f"runs of {what}"] = round(time.time() - t_start, 1)
-            timing_path.write_text(json.dumps(timing, indent=2) + "\n")
-    for name in todo:
-        if args.tables_only:
-            path = Path(args.out) / f"{name}.json"
-            if path.is_file():
-                results[name] = json.loads(path.read_text())
-            continue
-        t0, reused_before = time.time(), len(REUSED)
-        results[name] = runners[name](args)
-        path = Path(args.out) / f"{name}.json"
-        if name in PER_TASK and path.is_file():
-            # a rerun of some tasks keeps the other tasks' entries (each says when it was measured)
-            old = json.loads(path.read_text())
-            results[name] = {**old, **results[name]}  # the old order, the new entries
-        (Path(args.out) / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-        # wall time per experiment, kept beside the results (the README quotes it); an experiment
-        # that reused a run did not train it, so its time says nothing about the cost: not kept
-        if len(REUSED) > reused_before and not pooled:
-            continue
-        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-        # a rerun of some tasks times those tasks only: kept under its own key, beside the full run's;
-        # after runs trained up front (--jobs) an experiment's time is its scoring: said in its key
-        partial = name in PER_TASK and set(args.tasks) != set(TASKS)
-        key = f"{name} ({', '.join(args.tasks)})" if partial else name
-        timing[f"{key}, scoring" if pooled else key] = round(time.time() - t0, 1)
-        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
-    if pooled and not REUSED:
-        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-        timing[f"all of {what}"] = round(time.time() - t_start, 1)
-        timing_path.write_text(json.dumps(timing, indent=2) + "\n")
+    try:
+        results = run_experiments(todo, args, pooled, what, timing_path, t_start)
+    finally:
+        if args.__dict__.get("prescored"):
+            shutil.rmtree(args.prescored, ignore_errors=True)
     # the tables show every experiment: those not rerun now keep their JSON from an earlier invocation
-    for name in runners:
+    for name in EXPERIMENTS:
         path = Path(args.out) / f"{name}.json"
         if name not in results and path.is_file():
             results[name] = json.loads(path.read_text())
-    results = {name: results[name] for name in runners if name in results}  # the usual order
+    results = {name: results[name] for name in EXPERIMENTS if name in results}  # the usual order
     text = tables(results, args.quick)
     (Path(args.out) / "results.md").write_text(text + "\n")
     if not args.no_readme:

@@ -712,19 +712,45 @@ def _fake_training(rep, monkeypatch, log: list):
     monkeypatch.setattr(rep, "launch", launch)
 
 
-def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_path, monkeypatch):
-    """--jobs N trains up front what planned() lists (the experiments' own recipes); the experiments
-    then ask for exactly those runs, with the same overrides, and train nothing more. Table 4's pair
-    trains first, alone, at half the cores each; the others at cores // N threads."""
-    import argparse
+def _fake_evaluations(rep, monkeypatch, log: list):
+    """rep.launch_evaluation replaced by an evaluation made on the spot: zeros written where
+    prescored reads them, under a score_key faked as the checkpoint's and the run's paths; ``log``
+    gets ("evaluation", checkpoint, run name, threads)."""
+    import hashlib
+    import tempfile
+    import time
     import types
 
-    import numpy as np
+    def key(checkpoint, run, args):
+        where = Path(checkpoint)
+        what = f"{where.resolve() if where.exists() else checkpoint}|{Path(run).resolve()}"
+        return hashlib.sha256(what.encode()).hexdigest()
+
+    def launch_evaluation(checkpoint, run, threads, args):
+        log.append(("evaluation", checkpoint, run.name, threads))
+        values = [[0.0] * len(rep.METRICS)] * 4
+        (args.prescored / f"{key(checkpoint, run, args)}.json").write_text(json.dumps({"values": values}))
+        proc = types.SimpleNamespace(poll=lambda: 0, wait=lambda: 0)
+        return proc, tempfile.TemporaryFile(mode="w+"), time.time()
+
+    monkeypatch.setattr(rep, "score_key", key)
+    monkeypatch.setattr(rep, "launch_evaluation", launch_evaluation)
+
+
+def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_path, monkeypatch):
+    """--jobs N trains up front what planned() lists (the experiments' own recipes) and then evaluates
+    what scores_planned() lists; the experiments then ask for exactly those runs, with the same
+    overrides, and train nothing more, and read every policy's values from the pool's evaluations
+    (each one of them), evaluating nothing themselves. Table 4's pair trains first, alone, at half
+    the cores each; the other runs at cores // N threads, the evaluations after every run started."""
+    import argparse
+    import types
 
     rep = _script()
     monkeypatch.setattr(rep, "cores", lambda: 4)
     trained = []
     _fake_training(rep, monkeypatch, trained)
+    _fake_evaluations(rep, monkeypatch, trained)
     args = argparse.Namespace(
         quick=False,
         out=str(tmp_path),
@@ -737,29 +763,49 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
     )
     todo = ["table1", "table4", "reward", "hack"]
     rep.train_planned(todo, args)
-    names = [n for n, _ in trained]
-    assert names[:2] == ["maze-esf-first-half", "maze-esf-all-steps"] and trained[0][1] == 2
+    runs = [x for x in trained if x[0] != "evaluation"]
+    evaluations = [x[1:] for x in trained if x[0] == "evaluation"]
+    assert trained[: len(runs)] == runs  # no evaluation before the last run started
+    names = [n for n, _ in runs]
+    assert names[:2] == ["maze-esf-first-half", "maze-esf-all-steps"] and runs[0][1] == 2
     assert sorted(names[2:]) == sorted(
         ["maze-rl", "maze-rl-seed1", "maze-rl-seed2", "maze-sft-more", "flowfree-rl", "sokoban-rl"]
         + ["maze-rl-dense", "flowfree-rl-dense", "maze-rl-paper-nokl"]
     )
-    assert {t for _, t in trained[2:]} == {2}  # 4 cores, 2 at a time
+    assert {t for _, t in runs[2:]} == {2}  # 4 cores, 2 at a time
     # the costliest first: 8-block RL runs before 4-block ones, the SFT control last
     assert (
         set(names[2:5]) == {"flowfree-rl", "sokoban-rl", "flowfree-rl-dense"} and names[-1] == "maze-sft-more"
     )
+    final = {n: str(tmp_path.resolve() / "runs" / n / "final") for n in names}
+    assert sorted((ck, run) for ck, run, _ in evaluations) == sorted(
+        [("maze-tiny", "maze-rl"), ("flowfree-deep8", "flowfree-rl"), ("sokoban-deep8", "sokoban-rl")]
+        + [(final[n], n) for n in names if n not in ("maze-sft-more", "maze-rl-paper-nokl")]
+        + [(final["maze-sft-more"], "maze-rl")]  # the control, on table 1's puzzles
+    )
+    assert {t for *_, t in evaluations} == {2}
 
-    # the experiments find every run made: any further launch would be a run missing from the plan
+    # the experiments find every run made (any further launch would be a run missing from the plan)
+    # and every policy evaluated (any evaluation of their own would be one missing from the plan)
     monkeypatch.setattr(rep, "launch", lambda name, *a: pytest.fail(f"{name} trained outside the plan"))
+    monkeypatch.setattr(rep, "evaluated", lambda ck, run, a: pytest.fail(f"{ck} evaluated outside the plan"))
+    read = set()
+    prescored = rep.prescored
+    monkeypatch.setattr(
+        rep, "prescored", lambda ck, run, a: read.add((str(ck), Path(run).name)) or prescored(ck, run, a)
+    )
     keys = [types.SimpleNamespace(key=f"puzzle-{k}") for k in range(4)]  # held-out puzzles, by key
-    monkeypatch.setattr(rep, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(rep.METRICS))), {}))
-    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (None, keys, None, None))
+    sampling = types.SimpleNamespace(sampling=types.SimpleNamespace(steps=10, shift=1.0))
+    task = types.SimpleNamespace(name="maze")
+    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (task, keys, None, sampling))
     monkeypatch.setattr(rep, "curves", lambda run, args: None)
-    from vrlvr.train import data
+    from vrlvr.train import data, evaluate
 
+    monkeypatch.setattr(evaluate, "evaluate_baselines", lambda *a: {})
     monkeypatch.setattr(data, "read_heldout", lambda run, task: {"keys": [k.key for k in keys]})
     for name in todo:
         getattr(rep, f"exp_{name}")(args)
+    assert read == {(ck, run) for ck, run, _ in evaluations}  # each of the pool's evaluations is used
 
 
 def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypatch):
@@ -785,6 +831,8 @@ def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypat
         return proc, log, time.time()
 
     monkeypatch.setattr(rep, "launch", launch)
+    evaluations = []
+    _fake_evaluations(rep, monkeypatch, evaluations)
     args = argparse.Namespace(
         quick=True,
         out=str(tmp_path),
@@ -801,3 +849,71 @@ def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypat
     # the two 8-block runs (the costliest) start first; maze-rl, third, never starts
     assert sorted(started) == ["flowfree-rl", "sokoban-rl"]
     assert set(args.runs_made) == set(started) - {"flowfree-rl"}
+    # an evaluation starts only on runs made (sokoban's, if it landed before flowfree failed)
+    assert {run for _, _, run, _ in evaluations} <= {"sokoban-rl"}
+
+
+def test_the_pools_evaluation_process_gives_what_the_experiment_would(tmp_path):
+    """``--evaluate`` (the pool's evaluation process, one thread) writes a checkpoint's per-puzzle
+    values where prescored finds them: exactly what the experiment's own evaluation gives in this
+    process, under the key of that checkpoint, those puzzles and that sampler only."""
+    import argparse
+
+    import numpy as np
+
+    rep = _script()
+    run = tmp_path / "runs" / "maze-rl"
+    _fake_run(run, SCRIPT.parent.parent / "configs" / "maze-tiny.yaml", [], last_step=1)
+    shutil.copy(resolve_checkpoint("maze-tiny") / "heldout.json", run / "heldout.json")
+    into = tmp_path / "evaluations"
+    into.mkdir()
+    cmd = [sys.executable, str(SCRIPT), "--evaluate", "maze-tiny", str(run), "--into", str(into)]
+    res = subprocess.run(
+        [*cmd, "--out", str(tmp_path), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    args = argparse.Namespace(quick=True, out=str(tmp_path), prescored=into)
+    got = rep.prescored("maze-tiny", run, args)
+    assert got is not None and got.shape == (rep.QUICK_PUZZLES, len(rep.METRICS))
+    assert np.array_equal(got, rep.evaluated("maze-tiny", run, args), equal_nan=True)
+    assert rep.prescored(run / "final", run, args) is None  # another checkpoint: not evaluated
+    assert rep.prescored("maze-tiny", run, argparse.Namespace(**{**vars(args), "quick": False})) is None
+    assert rep.prescored("maze-tiny", run, argparse.Namespace(quick=True, out=str(tmp_path))) is None
+
+    # an evaluation that fails is reported with its log's end
+    job = rep.launch_evaluation("maze-tiny", tmp_path / "nowhere", 1, args)
+    failure = rep.evaluation_landed("maze-tiny", tmp_path / "nowhere", job)
+    assert failure and "evaluating maze-tiny on nowhere's puzzles failed (exit 1)" in failure
+    assert "config.yaml" in failure
+
+
+@pytest.mark.parametrize("todo, threads", [(["table1"], 2), (["table4", "table1"], 1)])
+def test_jobs_give_a_run_alone_every_core_and_share_them_with_ready_evaluations(
+    tmp_path, monkeypatch, todo, threads
+):
+    """One run to train and nothing else to do until it ends: it takes every core; with evaluations
+    ready beside it (table 4's, trained before the pool) it takes its share, the evaluations the rest."""
+    import argparse
+
+    rep = _script()
+    monkeypatch.setattr(rep, "cores", lambda: 2)
+    log = []
+    _fake_training(rep, monkeypatch, log)
+    _fake_evaluations(rep, monkeypatch, log)
+    args = argparse.Namespace(
+        quick=True,
+        out=str(tmp_path),
+        reuse=False,
+        jobs=2,
+        tasks=["sokoban"],
+        seeds=1,
+        seed_tasks=[],
+        sft_control=[],
+    )
+    rep.train_planned(todo, args)
+    assert ("sokoban-rl", threads) in log
+    evaluations = [x for x in log if x[0] == "evaluation"]
+    assert {run for _, _, run, _ in evaluations} == {"sokoban-rl"} | (
+        {"maze-esf-first-half", "maze-esf-all-steps"} if "table4" in todo else set()
+    )
+    assert {t for *_, t in evaluations} == {1}
