@@ -892,7 +892,6 @@ def run_cost(config: Path, overrides: list[str], command: str, args) -> float:
     """A run's rough cost, to start the longest first: updates x videos per update x model blocks,
     an SFT video (one forward and backward, no rollouts) counted as a quarter of an RL one."""
     from vrlvr.config import build_config
-    from vrlvr.models import resolve_checkpoint
     from vrlvr.train.grpo_config import GRPOConfig
     from vrlvr.train.sft_config import SFTConfig
 
@@ -903,11 +902,19 @@ def run_cost(config: Path, overrides: list[str], command: str, args) -> float:
     else:
         cfg = build_config(GRPOConfig, config, full)
         videos, start, weight = cfg.grpo.prompts_per_step * cfg.grpo.group_size, cfg.model.init, 1.0
+    return cfg.optim.steps * videos * blocks_of(start) * weight
+
+
+def blocks_of(checkpoint: Path | str) -> int:
+    """A checkpoint's transformer blocks (its policy.json), for the pool's costs; 4 where unknown (a
+    Wan folder, a start made elsewhere)."""
+    from vrlvr.models import resolve_checkpoint
+
     try:
-        blocks = json.loads((resolve_checkpoint(start) / "policy.json").read_text())["config"]["num_layers"]
-    except (OSError, KeyError, TypeError, ValueError):  # a Wan folder, a start made elsewhere: unknown
-        blocks = 4
-    return cfg.optim.steps * videos * blocks * weight
+        policy = Path(resolve_checkpoint(str(checkpoint))) / "policy.json"
+        return int(json.loads(policy.read_text())["config"]["num_layers"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 4
 
 
 def scores_planned(todo: list[str], args) -> list[tuple[str, str, frozenset[str]]]:
@@ -1032,7 +1039,8 @@ def train_planned(todo: list[str], args) -> None:
                 _, name, overrides, folder, cmd = pending.pop(0)
                 running.append(("run", (name, overrides, folder), launch(name, cmd, threads, args), 1))
                 continue
-            ready = [w for w in waiting if w[2] <= made.keys()]
+            # the deepest policy first, as the runs: the last evaluations to finish are short
+            ready = sorted((w for w in waiting if w[2] <= made.keys()), key=lambda w: -blocks_of(w[0]))
             if not ready:
                 break
             waiting.remove(ready[0])
@@ -1684,7 +1692,13 @@ def main(argv: list[str] | None = None) -> int:
     # --jobs > 1: every run is trained and every policy evaluated up front; an experiment's own time
     # is then its tables (and any evaluation the pool did not make)
     pooled = args.jobs > 1 and not args.tables_only
-    what = f"{', '.join(todo)} ({', '.join(args.tasks)}; --jobs {args.jobs})"
+    # the seconds.json keys say what was run: table 1's extra seeds and control change its cost
+    extra = ""
+    if "table1" in todo:
+        seeded = " ".join(t for t in args.seed_tasks if t in args.tasks) or "none"
+        controlled = " ".join(t for t in args.sft_control if t in args.tasks) or "none"
+        extra = f"; --seeds {args.seeds} ({seeded}); --sft-control {controlled}"
+    what = f"{', '.join(todo)} ({', '.join(args.tasks)}; --jobs {args.jobs}{extra})"
     t_start = time.time()
     try:
         results = run_experiments(todo, args, pooled, what, timing_path, t_start)

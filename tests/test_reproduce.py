@@ -2,6 +2,7 @@
 of the pipeline: 2 steps, a few puzzles; the numbers mean nothing) and writes its JSON and tables."""
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,11 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     t1 = json.loads((tmp_path / "table1.json").read_text())
     maze = t1["maze"]
+    timing = json.loads((tmp_path / "seconds.json").read_text())
+    jobs = len(os.sched_getaffinity(0))  # the default --jobs: runs and evaluations in one pool first
+    if jobs > 1:
+        what = f"table1, table4, reward, hack (maze; --jobs {jobs}; --seeds 3 (maze); --sft-control maze)"
+        assert {f"runs and evaluations of {what}", f"all of {what}", "table1, scoring"} <= set(timing)
     for side in ("sft", "rl", "gain"):
         lo, hi = maze[side]["success_rate"]["ci95"]
         assert lo <= maze[side]["success_rate"]["mean"] <= hi
@@ -784,6 +790,8 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
         + [(final["maze-sft-more"], "maze-rl")]  # the control, on table 1's puzzles
     )
     assert {t for *_, t in evaluations} == {2}
+    # the deepest policies first (the 8-block starts; the fake runs' finals count as 4 blocks)
+    assert {ck for ck, *_ in evaluations[:2]} == {"flowfree-deep8", "sokoban-deep8"}
 
     # the experiments find every run made (any further launch would be a run missing from the plan)
     # and every policy evaluated (any evaluation of their own would be one missing from the plan)
