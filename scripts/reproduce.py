@@ -1663,6 +1663,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.evaluate:
+        if not args.into or not Path(args.into).is_dir():
+            ap.error(f"--evaluate needs --into, an existing folder (got {args.into})")
         import torch
 
         torch.set_num_threads(args.threads)

@@ -675,6 +675,7 @@ def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
         (["--sft-control", "chess"], "--sft-control: unknown task(s) chess"),
         (["--rollout-sampler"], "--rollout-sampler applies to --score only"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--evaluate", "maze-tiny", "runs/maze-rl"], "--evaluate needs --into, an existing folder"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
