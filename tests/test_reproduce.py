@@ -29,7 +29,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     jobs = len(os.sched_getaffinity(0))  # the default --jobs: runs and evaluations in one pool first
     if jobs > 1:
         what = f"table1, table4, reward, hack (maze; --jobs {jobs}; --seeds 3 (maze); --sft-control maze)"
-        assert {f"runs and evaluations of {what}", f"all of {what}", "table1, scoring"} <= set(timing)
+        assert {f"runs and evaluations of {what}", f"all of {what}", "table1 (maze), scoring"} <= set(timing)
     for side in ("sft", "rl", "gain"):
         lo, hi = maze[side]["success_rate"]["ci95"]
         assert lo <= maze[side]["success_rate"]["mean"] <= hi
