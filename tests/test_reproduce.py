@@ -901,7 +901,8 @@ def test_jobs_give_a_run_alone_every_core_and_share_them_with_ready_evaluations(
     tmp_path, monkeypatch, todo, threads
 ):
     """One run to train and nothing else to do until it ends: it takes every core; with evaluations
-    ready beside it (table 4's, trained before the pool) it takes its share, the evaluations the rest."""
+    ready beside it (table 4's, whose pair started and ended first) it takes its share, the
+    evaluations the rest."""
     import argparse
 
     rep = _script()
