@@ -158,13 +158,21 @@ def launch(name: str, cmd: list[str], threads: int | None, args):
     return proc, log, time.time()
 
 
-def landed(name: str, overrides: list[str], folder: Path, job, args) -> str | None:
-    """Wait for a launched run; record it as made -> None, or the failure's message (its log's end)."""
-    proc, log, t0 = job
+def failure_of(job, what: str) -> str | None:
+    """Wait for a launched process (a run's, an evaluation's) -> None, or the failure's message
+    naming ``what`` with its log's end."""
+    proc, log, _ = job
     code = proc.wait()
     log.seek(0)
-    if code != 0:
-        return f"[reproduce] run {name} failed (exit {code}):\n{log.read()[-3000:]}"
+    return f"[reproduce] {what} failed (exit {code}):\n{log.read()[-3000:]}" if code != 0 else None
+
+
+def landed(name: str, overrides: list[str], folder: Path, job, args) -> str | None:
+    """Wait for a launched run; record it as made -> None, or the failure's message (its log's end)."""
+    failure = failure_of(job, f"run {name}")
+    if failure:
+        return failure
+    t0 = job[2]
     print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     args.__dict__.setdefault("runs_made", {})[name] = (folder, list(overrides))
     return None
@@ -962,17 +970,6 @@ def launch_evaluation(checkpoint: str, run: Path, threads: int, args):
     return proc, log, time.time()
 
 
-def evaluation_landed(checkpoint: str, run: Path, job) -> str | None:
-    """Wait for a pool evaluation -> None, or the failure's message (its log's end)."""
-    proc, log, _ = job
-    code = proc.wait()
-    log.seek(0)
-    if code != 0:
-        what = f"evaluating {checkpoint} on {run.name}'s puzzles"
-        return f"[reproduce] {what} failed (exit {code}):\n{log.read()[-3000:]}"
-    return None
-
-
 def train_planned(todo: list[str], args) -> None:
     """``--jobs`` N > 1: before any experiment scores, train every run the experiments in ``todo``
     will ask for and evaluate every policy they will score, N processes at a time with an equal
@@ -1056,7 +1053,10 @@ def train_planned(todo: list[str], args) -> None:
         for r in done:
             running.remove(r)
             kind, what, job, _ = r
-            failure = landed(*what, job, args) if kind == "run" else evaluation_landed(*what, job)
+            if kind == "run":
+                failure = landed(*what, job, args)
+            else:
+                failure = failure_of(job, f"evaluating {what[0]} on {what[1].name}'s puzzles")
             if failure:
                 failed.append(failure)
             together = set()  # one of a group ended: the updates timed together are over

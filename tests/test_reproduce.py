@@ -719,6 +719,22 @@ def _fake_training(rep, monkeypatch, log: list):
     monkeypatch.setattr(rep, "launch", launch)
 
 
+def _pool_args(tmp_path, tasks, quick=True, seeds=1, seed_tasks=(), sft_control=()):
+    """The options train_planned reads, as main parses them: two jobs, no --reuse."""
+    import argparse
+
+    return argparse.Namespace(
+        quick=quick,
+        out=str(tmp_path),
+        reuse=False,
+        jobs=2,
+        tasks=list(tasks),
+        seeds=seeds,
+        seed_tasks=list(seed_tasks),
+        sft_control=list(sft_control),
+    )
+
+
 def _fake_evaluations(rep, monkeypatch, log: list):
     """rep.launch_evaluation replaced by an evaluation made on the spot: zeros written where
     prescored reads them, under a score_key faked as the checkpoint's and the run's paths; ``log``
@@ -750,7 +766,6 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
     overrides, and train nothing more, and read every policy's values from the pool's evaluations
     (each one of them), evaluating nothing themselves. Table 4's pair trains first, alone, at half
     the cores each; the other runs at cores // N threads, the evaluations after every run started."""
-    import argparse
     import types
 
     rep = _script()
@@ -758,15 +773,8 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
     trained = []
     _fake_training(rep, monkeypatch, trained)
     _fake_evaluations(rep, monkeypatch, trained)
-    args = argparse.Namespace(
-        quick=False,
-        out=str(tmp_path),
-        reuse=False,
-        jobs=2,
-        tasks=list(rep.TASKS),
-        seeds=3,
-        seed_tasks=["maze"],
-        sft_control=["maze"],
+    args = _pool_args(
+        tmp_path, list(rep.TASKS), quick=False, seeds=3, seed_tasks=["maze"], sft_control=["maze"]
     )
     todo = ["table1", "table4", "reward", "hack"]
     rep.train_planned(todo, args)
@@ -820,7 +828,6 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
 def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypatch):
     """A run that fails stops the pool from starting more; those running finish; the script exits
     with the failure's log."""
-    import argparse
     import subprocess
     import tempfile
     import time
@@ -842,16 +849,7 @@ def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypat
     monkeypatch.setattr(rep, "launch", launch)
     evaluations = []
     _fake_evaluations(rep, monkeypatch, evaluations)
-    args = argparse.Namespace(
-        quick=True,
-        out=str(tmp_path),
-        reuse=False,
-        jobs=2,
-        tasks=["maze", "flowfree", "sokoban"],
-        seeds=1,
-        seed_tasks=[],
-        sft_control=[],
-    )
+    args = _pool_args(tmp_path, ["maze", "flowfree", "sokoban"])
     with pytest.raises(SystemExit) as exc:
         rep.train_planned(["table1"], args)
     assert "run flowfree-rl failed (exit 3)" in str(exc.value) and "log of flowfree-rl" in str(exc.value)
@@ -891,8 +889,8 @@ def test_the_pools_evaluation_process_gives_what_the_experiment_would(tmp_path):
 
     # an evaluation that fails is reported with its log's end
     job = rep.launch_evaluation("maze-tiny", tmp_path / "nowhere", 1, args)
-    failure = rep.evaluation_landed("maze-tiny", tmp_path / "nowhere", job)
-    assert failure and "evaluating maze-tiny on nowhere's puzzles failed (exit 1)" in failure
+    failure = rep.failure_of(job, f"evaluating maze-tiny on {tmp_path / 'nowhere'}'s puzzles")
+    assert failure and "nowhere's puzzles failed (exit 1)" in failure
     assert "config.yaml" in failure
 
 
@@ -903,23 +901,13 @@ def test_jobs_give_a_run_alone_every_core_and_share_them_with_ready_evaluations(
     """One run to train and nothing else to do until it ends: it takes every core; with evaluations
     ready beside it (table 4's, whose pair started and ended first) it takes its share, the
     evaluations the rest."""
-    import argparse
 
     rep = _script()
     monkeypatch.setattr(rep, "cores", lambda: 2)
     log = []
     _fake_training(rep, monkeypatch, log)
     _fake_evaluations(rep, monkeypatch, log)
-    args = argparse.Namespace(
-        quick=True,
-        out=str(tmp_path),
-        reuse=False,
-        jobs=2,
-        tasks=["sokoban"],
-        seeds=1,
-        seed_tasks=[],
-        sft_control=[],
-    )
+    args = _pool_args(tmp_path, ["sokoban"])
     rep.train_planned(todo, args)
     assert ("sokoban-rl", threads) in log
     evaluations = [x for x in log if x[0] == "evaluation"]
