@@ -2,11 +2,15 @@
 here, at conftest import, ahead of every test module."""
 
 import os
+import sys
+from pathlib import Path
 
 # Triton's interpreter on a CPU-only machine; on a machine with an NVIDIA driver the Triton GPU
 # tests run compiled (`pytest -m gpu`). Set TRITON_INTERPRET yourself to force either.
 os.environ.setdefault("TRITON_INTERPRET", "0" if os.path.exists("/dev/nvidiactl") else "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# scripts/reproduce.py keeps its parts in scripts/reproduction/: the tests import them from there
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402

@@ -116,18 +116,14 @@ def test_tiny_configs_train_as_shipped(task, tmp_path):
     and reward (only the sizes cut down, as scripts/reproduce.py --quick does): the flowfree and
     sokoban recipes, awm anchored by beta 5 from the 8-block checkpoints (maze's ratio recipe runs in
     tests/test_reproduce.py's quick reproduction)."""
-    import importlib.util
     import math
+
+    from reproduction.settings import QUICK  # scripts/reproduction/ (tests/conftest.py puts it on the path)
 
     from vrlvr.train.grpo import train_grpo
 
     # the smoke overrides of scripts/reproduce.py --quick (2 updates, groups of 2, 4 sampling steps)
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", CONFIGS[0].parent.parent / "scripts" / "reproduce.py"
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
-    quick = [*reproduce.QUICK, f"out_dir={tmp_path / 'run'}", "threads=1", "sample_every=0"]
+    quick = [*QUICK, f"out_dir={tmp_path / 'run'}", "threads=1", "sample_every=0"]
     cfg = load_config(GRPOConfig, CONFIGS[0].parent / f"{task}-tiny.yaml", quick)
     summary = train_grpo(cfg, progress=False)
     assert summary["step"] == 2

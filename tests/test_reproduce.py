@@ -10,6 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from reproduction import (
+    experiments,
+    pool,
+    recipes,
+    report,
+    score_command,
+    scoring,
+    stats,
+    step_timing,
+    training,
+)
+from reproduction.settings import FULL, METRICS, QUICK_PUZZLES, TASKS
 
 from vrlvr.models import resolve_checkpoint
 
@@ -203,27 +215,26 @@ def _fake_run(out: Path, config: Path, overrides: list[str], last_step: int) -> 
 
 
 def test_reuse_takes_only_a_finished_run_of_exactly_the_same_config(tmp_path):
-    rep = _script()
     config = SCRIPT.parent.parent / "configs" / "maze-tiny.yaml"
-    overrides = [*rep.FULL, "optim.steps=3", "reward.kind=dense"]
+    overrides = [*FULL, "optim.steps=3", "reward.kind=dense"]
     done = tmp_path / "done"
     _fake_run(done, config, overrides, last_step=3)
     # threads, out_dir and logging do not change what a run computes
-    assert rep.reusable(done, config, overrides)
-    assert rep.reusable(done, config, [*overrides, "threads=2", "log_every=5"])
+    assert training.reusable(done, config, overrides)
+    assert training.reusable(done, config, [*overrides, "threads=2", "log_every=5"])
     # any other key does: a run of another recipe is trained again
-    assert not rep.reusable(done, config, [*overrides, "optim.lr=5e-4"])
-    assert not rep.reusable(done, config, overrides[:-1])  # the config's own (sparse) reward
-    assert not rep.reusable(done, SCRIPT.parent.parent / "configs" / "flowfree-tiny.yaml", overrides)
+    assert not training.reusable(done, config, [*overrides, "optim.lr=5e-4"])
+    assert not training.reusable(done, config, overrides[:-1])  # the config's own (sparse) reward
+    assert not training.reusable(done, SCRIPT.parent.parent / "configs" / "flowfree-tiny.yaml", overrides)
     # a run that stopped early (max_minutes, a crash before final/) is not finished
     short = tmp_path / "short"
     _fake_run(short, config, overrides, last_step=2)
-    assert not rep.reusable(short, config, overrides)
-    assert not rep.reusable(tmp_path / "missing", config, overrides)
+    assert not training.reusable(short, config, overrides)
+    assert not training.reusable(tmp_path / "missing", config, overrides)
     # a run folder from a version with other keys is trained again, not a crash
     text = (done / "config.yaml").read_text()
     (done / "config.yaml").write_text(text + "no_such_key: 1\n")
-    assert not rep.reusable(done, config, overrides)
+    assert not training.reusable(done, config, overrides)
 
 
 def test_table4_alone_trains_its_two_runs_only(tmp_path, monkeypatch):
@@ -236,7 +247,6 @@ def test_table4_alone_trains_its_two_runs_only(tmp_path, monkeypatch):
     from vrlvr.config import build_config
     from vrlvr.train.grpo_config import GRPOConfig
 
-    rep = _script()
     trained = []
 
     def fake_train(name, config, overrides, args, command="train"):
@@ -244,43 +254,42 @@ def test_table4_alone_trains_its_two_runs_only(tmp_path, monkeypatch):
         if name not in made:
             trained.append(name)
             out = Path(args.out) / "runs" / name
-            full = rep.full_overrides(overrides, args)
+            full = training.full_overrides(overrides, args)
             steps = build_config(GRPOConfig, config, [*full, "out_dir=x"]).optim.steps  # a finished run
             _fake_run(out, config, full, last_step=steps)
             made[name] = (out, list(overrides))
         return made[name][0]
 
-    monkeypatch.setattr(rep, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(
-        rep,
+        training,
         "train_side_by_side",
         lambda runs, args: {k: fake_train(name, c, o, args) for k, (name, c, o) in runs.items()},
     )
-    monkeypatch.setattr(rep, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(rep.METRICS))), {}))
+    monkeypatch.setattr(scoring, "held_out_eval", lambda ck, run, args: (np.zeros((4, len(METRICS))), {}))
     args = argparse.Namespace(quick=False, out=str(tmp_path), reuse=False)
-    t4 = rep.exp_table4(args)
+    t4 = experiments.exp_table4(args)
     assert trained == ["maze-esf-first-half", "maze-esf-all-steps"] and "shipped" not in t4
     assert t4["step_time_ratio"] == 1.0 and "first_half_minus_all" in t4
-    text = rep.tables({"table4": t4}, quick=False)
+    text = report.tables({"table4": t4}, quick=False)
     assert "The shipped recipe's window" not in text and "At the same training work" in text
     # table1's run made in the same invocation: its step time comes along, nothing more is trained
-    rep.rl_run("maze", args)
-    t4 = rep.exp_table4(args)
+    experiments.rl_run("maze", args)
+    t4 = experiments.exp_table4(args)
     assert trained == ["maze-esf-first-half", "maze-esf-all-steps", "maze-rl"]
     assert t4["shipped"]["sde_window"] == [0, 2] and t4["shipped"]["median_step_time_s"] == 1.0
-    assert "The shipped recipe's window [0, 2]: 1.0 s" in rep.tables({"table4": t4}, quick=False)
+    assert "The shipped recipe's window [0, 2]: 1.0 s" in report.tables({"table4": t4}, quick=False)
     # a later invocation: only --reuse takes the finished run in OUT/runs/
     later = argparse.Namespace(quick=False, out=str(tmp_path), reuse=False)
-    assert not rep.at_hand("maze-rl", *rep.rl_recipe("maze", later), later)
+    assert not training.at_hand("maze-rl", *recipes.rl_recipe("maze", later), later)
     later.reuse = True
-    assert rep.at_hand("maze-rl", *rep.rl_recipe("maze", later), later)
+    assert training.at_hand("maze-rl", *recipes.rl_recipe("maze", later), later)
 
 
 def test_table4_compares_the_windows_at_the_same_training_work(tmp_path):
     """A sparse step trains only the groups that vary, so a run's median step follows how many varied
     in it: a window twice as cheap per sample whose run happened to train more looks slower by the
     medians. Split into rollouts + time per contributing sample, the two compare at equal work."""
-    rep = _script()
 
     def run(name, fixed, per_sample, contributing):
         out = tmp_path / name
@@ -298,20 +307,21 @@ def test_table4_compares_the_windows_at_the_same_training_work(tmp_path):
     # the cheap window trained 32 samples on most steps, the dear one 0 on most
     cheap = run("half", 10.0, 0.5, [32] * 12 + [0] * 8)
     dear = run("all", 10.0, 1.0, [0] * 12 + [32] * 8)
-    assert statistics.median(rep.step_times(cheap)) > statistics.median(rep.step_times(dear))  # 26 vs 10
-    cost = rep.step_cost(cheap)
+    assert statistics.median(step_timing.step_times(cheap)) > statistics.median(
+        step_timing.step_times(dear)
+    )  # 26 vs 10
+    cost = step_timing.step_cost(cheap)
     assert cost["fixed_s"] == 10.0 and cost["per_sample_s"] == 0.5 and len(cost["contributing"]) == 20
-    at16 = rep.matched_ratio(cheap, dear, 16.0)
+    at16 = step_timing.matched_ratio(cheap, dear, 16.0)
     assert at16["ratio"] == pytest.approx((10 + 8) / (10 + 16))
     assert at16["ci95"][0] <= at16["ratio"] <= at16["ci95"][1]
-    assert rep.matched_ratio(cheap, dear, 32.0)["ratio"] == pytest.approx(26 / 42)
-    assert rep.matched_ratio(cheap, dear, 0.0)["ratio"] == pytest.approx(1.0)  # rollouts alone
+    assert step_timing.matched_ratio(cheap, dear, 32.0)["ratio"] == pytest.approx(26 / 42)
+    assert step_timing.matched_ratio(cheap, dear, 0.0)["ratio"] == pytest.approx(1.0)  # rollouts alone
 
 
 def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
     """Rollouts are the same work every step: when they take much longer in one stretch of a run
     than in another, the machine slowed under it and the step times are not comparable."""
-    rep = _script()
 
     def run(name, rollouts):
         out = tmp_path / name
@@ -322,16 +332,22 @@ def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
 
     steady = run("steady", [14.0, 14.5, 13.8, 14.2] * 13)
     drifted = run("drifted", [14.0] * 21 + [21.5] * 20 + [14.5] * 10)  # 1.5x slower for 20 steps
-    assert rep.rollout_drift(steady) < 1.05 and rep.rollout_drift(drifted) == pytest.approx(21.5 / 14.0)
-    assert rep.rollout_drift(run("short", [3.0, 9.0])) == 1.0  # one step after the warm-up: no stretches
+    assert step_timing.rollout_drift(steady) < 1.05 and step_timing.rollout_drift(drifted) == pytest.approx(
+        21.5 / 14.0
+    )
+    assert (
+        step_timing.rollout_drift(run("short", [3.0, 9.0])) == 1.0
+    )  # one step after the warm-up: no stretches
     t4 = json.loads((SCRIPT.parent.parent / "results" / "table4.json").read_text())
     t4.pop("rollout_drift", None)
-    assert "Not comparable" not in rep.tables({"table4": t4}, quick=False)  # an entry from before the check
-    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": rep.rollout_drift(drifted)}
-    text = rep.tables({"table4": t4}, quick=False)
+    assert "Not comparable" not in report.tables(
+        {"table4": t4}, quick=False
+    )  # an entry from before the check
+    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": step_timing.rollout_drift(drifted)}
+    text = report.tables({"table4": t4}, quick=False)
     assert "Not comparable: the machine's speed drifted" in text and "1.54x (all steps)" in text
-    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": rep.rollout_drift(steady)}
-    assert "Not comparable" not in rep.tables({"table4": t4}, quick=False)
+    t4["rollout_drift"] = {"first_half": 1.02, "all_steps": step_timing.rollout_drift(steady)}
+    assert "Not comparable" not in report.tables({"table4": t4}, quick=False)
 
 
 def rep_cores() -> int:
@@ -341,7 +357,6 @@ def rep_cores() -> int:
 def test_table4_times_side_by_side_runs_only_while_both_ran(tmp_path):
     """Runs trained side by side share the machine until the faster one ends; the other's later
     steps ran alone (faster), so they are neither timed nor read as drift."""
-    rep = _script()
 
     def run(name, rollouts, t0=1000.0):
         out = tmp_path / name
@@ -355,44 +370,46 @@ def test_table4_times_side_by_side_runs_only_while_both_ran(tmp_path):
 
     fast = run("first-half", [10.0] * 30)  # ends at 1330
     slow = run("all-steps", [10.0] * 30 + [6.0] * 20)  # at 1330 too, then 20 steps alone
-    until = rep.together_until(fast, slow)
+    until = step_timing.together_until(fast, slow)
     assert until == 1330.0
-    assert len(rep.timed_steps(slow, until)) == 29 and len(rep.timed_steps(fast, until)) == 29
-    assert len(rep.timed_steps(slow)) == 49
-    assert rep.rollout_drift(slow) == pytest.approx(10 / 6) and rep.rollout_drift(slow, until=until) == 1.0
-    assert statistics.median(rep.step_times(slow, until)) == 11.0
+    assert len(step_timing.timed_steps(slow, until)) == 29 and len(step_timing.timed_steps(fast, until)) == 29
+    assert len(step_timing.timed_steps(slow)) == 49
+    assert (
+        step_timing.rollout_drift(slow) == pytest.approx(10 / 6)
+        and step_timing.rollout_drift(slow, until=until) == 1.0
+    )
+    assert statistics.median(step_timing.step_times(slow, until)) == 11.0
     # runs from before the trainer logged wall_time: no overlap known, every step timed
     old = tmp_path / "old"
     old.mkdir()
     (old / "metrics.jsonl").write_text(json.dumps({"step": 1, "step_time_s": 2.0}) + "\n")
-    assert rep.together_until(fast, old) is None
+    assert step_timing.together_until(fast, old) is None
     t4 = json.loads((SCRIPT.parent.parent / "results" / "table4.json").read_text())
     t4["side_by_side"] = {
         "threads": {"first_half": 1, "all_steps": 1},
         "timed_updates": {"first_half": 29, "all_steps": 29},
         "until": until,
     }
-    assert "side by side (1 / 1 CPU threads)" in rep.tables({"table4": t4}, quick=False)
+    assert "side by side (1 / 1 CPU threads)" in report.tables({"table4": t4}, quick=False)
 
 
 def test_seed_bootstrap_counts_the_spread_between_training_seeds():
     import numpy as np
 
-    rep = _script()
     rng = np.random.default_rng(0)
-    M = len(rep.METRICS)
+    M = len(METRICS)
     puzzles = rng.normal(0.05, 0.2, size=(96, M))  # one run's paired gains per puzzle
     # three seeds that agree: the interval is about the puzzles' one
-    same = rep.seed_bootstrap(np.stack([puzzles] * 3))
-    one = rep.bootstrap(puzzles)
-    for m in rep.METRICS:
+    same = stats.seed_bootstrap(np.stack([puzzles] * 3))
+    one = stats.bootstrap(puzzles)
+    for m in METRICS:
         assert abs(same[m]["mean"] - one[m]["mean"]) < 1e-12
         w_same, w_one = np.diff(same[m]["ci95"])[0], np.diff(one[m]["ci95"])[0]
         assert 0.8 * w_one < w_same < 1.25 * w_one
     # seeds that disagree by far more than the puzzles do: the mean is theirs, the interval spans them
     shifted = np.stack([puzzles - 0.3, puzzles, puzzles + 0.6])
-    spread = rep.seed_bootstrap(shifted)
-    for k, m in enumerate(rep.METRICS):
+    spread = stats.seed_bootstrap(shifted)
+    for k, m in enumerate(METRICS):
         assert abs(spread[m]["mean"] - (puzzles[:, k].mean() + 0.1)) < 1e-9
         lo, hi = spread[m]["ci95"]
         assert lo < puzzles[:, k].mean() - 0.1 and hi > puzzles[:, k].mean() + 0.3
@@ -400,12 +417,12 @@ def test_seed_bootstrap_counts_the_spread_between_training_seeds():
     # undefined values (precision of an empty painting) are left out, not zeros
     holes = np.stack([puzzles] * 2)
     holes[0, :10, 2] = np.nan
-    got = rep.seed_bootstrap(holes)["precision"]["mean"]
+    got = stats.seed_bootstrap(holes)["precision"]["mean"]
     assert got == pytest.approx(np.nanmean(holes[..., 2])) and got != pytest.approx(
         np.nan_to_num(holes[..., 2]).mean()
     )
     # a constant gain has a point interval
-    flat = rep.seed_bootstrap(np.full((3, 8, M), 0.25))
+    flat = stats.seed_bootstrap(np.full((3, 8, M), 0.25))
     assert flat["f1"]["ci95"] == [0.25, 0.25] and flat["f1"]["mean"] == 0.25
 
 
@@ -420,8 +437,7 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     import numpy as np
     import yaml
 
-    rep = _script()
-    M, P = len(rep.METRICS), 40
+    M, P = len(METRICS), 40
     rng = np.random.default_rng(0)
     start = rng.uniform(0, 0.2, size=(P, M))
     shift = {"rl-a": 0.10, "rl-b": 0.02, "sft-more": -0.05}
@@ -438,19 +454,19 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         runs[name] = run
     puzzles = [SimpleNamespace(key=f"p{i}") for i in range(P)]
-    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (None, puzzles, None, None))
+    monkeypatch.setattr(scoring, "heldout_set", lambda run, args: (None, puzzles, None, None))
 
     def fake_eval(checkpoint, run, args):
         name = Path(checkpoint).parent.name
         return (start + shift[name] if name in shift else start), {}
 
-    monkeypatch.setattr(rep, "scored", lambda ck, run, args: fake_eval(ck, run, args)[0])
-    monkeypatch.setattr(rep, "check_against", lambda other, run, args: resolve_checkpoint(other))
+    monkeypatch.setattr(score_command, "scored", lambda ck, run, args: fake_eval(ck, run, args)[0])
+    monkeypatch.setattr(score_command, "check_against", lambda other, run, args: resolve_checkpoint(other))
     # --against the runs' own start: no second row saying the same as "its start"
     args = argparse.Namespace(
         score=[str(runs[n] / "final") for n in shift], against=["maze-tiny"], rollout_sampler=False
     )
-    text = rep.score(args)
+    text = score_command.score(args)
     lines, share = (part.split("\n") for part in text.split(SHARE_INTRO))
     rows = [x.split(" | ") for x in lines if x.startswith(f"| {tmp_path}")]
     assert [float(r[4].split(" ")[0]) for r in rows] == [10.0, 2.0, -5.0]
@@ -465,7 +481,7 @@ def test_score_gives_the_mean_gain_of_runs_with_one_start(tmp_path, monkeypatch)
     (runs["rl-a"] / "checkpoints" / "step_5").mkdir(parents=True)
     (runs["rl-a"] / "checkpoints" / "step_5" / "policy.json").write_text("{}")
     args.score = [str(runs["rl-a"] / "final"), str(runs["rl-a"] / "checkpoints" / "step_5")]
-    lines = rep.score(args).split(SHARE_INTRO)[0].split("\n")
+    lines = score_command.score(args).split(SHARE_INTRO)[0].split("\n")
     assert len([x for x in lines if x.startswith(f"| {tmp_path}")]) == 2
     assert not [x for x in lines if x.startswith("| mean over")]
 
@@ -481,7 +497,6 @@ def test_score_keeps_per_puzzle_values_between_invocations(tmp_path, monkeypatch
 
     from vrlvr.train.data import VideoSpec
 
-    rep = _script()
     ck = tmp_path / "run" / "final"
     ck.mkdir(parents=True)
     (ck / "policy.json").write_text("{}")
@@ -490,38 +505,40 @@ def test_score_keeps_per_puzzle_values_between_invocations(tmp_path, monkeypatch
     sampling = SimpleNamespace(steps=10, shift=1.0, eta=0.7, mode="sde")
     cfg = SimpleNamespace(sampling=sampling, window=lambda: (0, 2))
     task = SimpleNamespace(name="maze")
-    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (task, puzzles, VideoSpec(9), cfg))
+    monkeypatch.setattr(scoring, "heldout_set", lambda run, args: (task, puzzles, VideoSpec(9), cfg))
     calls = []
-    values = np.arange(5 * len(rep.METRICS), dtype=float).reshape(5, -1) / 100
+    values = np.arange(5 * len(METRICS), dtype=float).reshape(5, -1) / 100
     values[1, 2] = np.nan  # precision undefined on a puzzle: kept as such
 
     def fake_eval(checkpoint, run, args):
         calls.append(checkpoint)
         return values + len(calls), {}
 
-    monkeypatch.setattr(rep, "held_out_eval", fake_eval)
+    monkeypatch.setattr(scoring, "held_out_eval", fake_eval)
     args = argparse.Namespace(out=str(tmp_path / "out"), quick=False, rollout_sampler=False)
     (tmp_path / "out").mkdir()
-    first = rep.scored(ck, ck.parent, args)
-    again = rep.scored(ck, ck.parent, args)  # another invocation would read the same file
+    first = score_command.scored(ck, ck.parent, args)
+    again = score_command.scored(ck, ck.parent, args)  # another invocation would read the same file
     assert len(calls) == 1 and np.array_equal(first, again, equal_nan=True) and np.isnan(again[1, 2])
-    assert (tmp_path / "out" / rep.SCORES_FILE).is_file()
-    rep.scored(ck, ck.parent, argparse.Namespace(**{**vars(args), "rollout_sampler": True}))
+    assert (tmp_path / "out" / score_command.SCORES_FILE).is_file()
+    score_command.scored(ck, ck.parent, argparse.Namespace(**{**vars(args), "rollout_sampler": True}))
     assert len(calls) == 2  # another sampler: another evaluation
     (ck / "model.safetensors").write_bytes(b"weights v2")  # trained again under the same name
-    changed = rep.scored(ck, ck.parent, args)
+    changed = score_command.scored(ck, ck.parent, args)
     assert len(calls) == 3 and not np.array_equal(changed, first, equal_nan=True)
     puzzles.pop()
-    rep.scored(ck, ck.parent, args)
+    score_command.scored(ck, ck.parent, args)
     assert len(calls) == 4
     # every entry survives: the first three are still read back
-    rep.scored(ck, ck.parent, args)
+    score_command.scored(ck, ck.parent, args)
     assert len(calls) == 4
     # a file that is not a score cache is set aside, never a crash
-    cache = tmp_path / "out" / rep.SCORES_FILE
+    cache = tmp_path / "out" / score_command.SCORES_FILE
     cache.write_text('{"truncated": ')
-    assert np.array_equal(rep.scored(ck, ck.parent, args), values + 5, equal_nan=True)
-    assert (tmp_path / "out" / (rep.SCORES_FILE + ".bad")).is_file() and len(rep.read_scores(cache)) == 1
+    assert np.array_equal(score_command.scored(ck, ck.parent, args), values + 5, equal_nan=True)
+    assert (tmp_path / "out" / (score_command.SCORES_FILE + ".bad")).is_file() and len(
+        score_command.read_scores(cache)
+    ) == 1
 
 
 def test_heldout_set_is_built_once_per_run_and_again_when_the_run_changes(tmp_path, monkeypatch):
@@ -529,25 +546,23 @@ def test_heldout_set_is_built_once_per_run_and_again_when_the_run_changes(tmp_pa
     for it several times), keyed on the run's files: a run rewritten under the same name is re-read."""
     import argparse
 
-    rep = _script()
     run = _fake_sft_run(tmp_path / "sft", ["model.path=maze-tiny"]).parent
     built = []
-    monkeypatch.setattr(rep, "_heldout_set", lambda r, a: built.append(r) or len(built))
+    monkeypatch.setattr(scoring, "_heldout_set", lambda r, a: built.append(r) or len(built))
     args = argparse.Namespace(quick=True)
-    assert rep.heldout_set(run, args) == rep.heldout_set(run / "final" / "..", args) == 1
-    assert rep.heldout_set(run, argparse.Namespace(quick=False)) == 2  # another invocation: built anew
-    assert rep.heldout_set(run, args) == 1
+    assert scoring.heldout_set(run, args) == scoring.heldout_set(run / "final" / "..", args) == 1
+    assert scoring.heldout_set(run, argparse.Namespace(quick=False)) == 2  # another invocation: built anew
+    assert scoring.heldout_set(run, args) == 1
     (run / "config.yaml").write_text((run / "config.yaml").read_text() + "seed: 3\n")
-    assert rep.heldout_set(run, args) == 3 and len(built) == 3
+    assert scoring.heldout_set(run, args) == 3 and len(built) == 3
 
 
 def test_tables_show_the_gain_per_training_seed():
     import numpy as np
 
-    rep = _script()
-    M = len(rep.METRICS)
+    M = len(METRICS)
     gains = np.stack([np.full((4, M), g) for g in (0.047, 0.010, 0.013)])
-    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in METRICS}
     row = {"puzzles": 4, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
     results = {
         "table1": {
@@ -555,20 +570,20 @@ def test_tables_show_the_gain_per_training_seed():
                 **row,
                 "seeds": {
                     "seeds": [0, 1, 2],
-                    "gain_per_seed": [rep.bootstrap(g) for g in gains],
-                    "gain": rep.seed_bootstrap(gains),
+                    "gain_per_seed": [stats.bootstrap(g) for g in gains],
+                    "gain": stats.seed_bootstrap(gains),
                     "measured": {"date": "2026-11-30", "commit": "abc"},
                 },
             },
             "flowfree": row,  # one seed: no row in the seeds table
         }
     }
-    text = rep.tables(results, quick=False)
+    text = report.tables(results, quick=False)
     assert "## Training seeds" in text
     line = next(x for x in text.split("\n") if x.startswith("| maze | 0, 1, 2 |"))
     assert "+4.7, +1.0, +1.3" in line and "2.3 [1.0, 4.7]" in line
     assert "| flowfree | 0, 1" not in text
-    assert "## Training seeds" not in rep.tables({"table1": {"flowfree": row}}, quick=False)
+    assert "## Training seeds" not in report.tables({"table1": {"flowfree": row}}, quick=False)
 
 
 def test_puzzle_share_interval_covers_the_known_share():
@@ -577,52 +592,49 @@ def test_puzzle_share_interval_covers_the_known_share():
     holds it; None where the share is undefined."""
     import numpy as np
 
-    rep = _script()
     rng = np.random.default_rng(1)
     odds = np.where(rng.random(400) < 0.5, 0.2, 0.6)
-    ci = rep.puzzle_share_ci(rng.binomial(4, odds) / 4, 4)
+    ci = stats.puzzle_share_ci(rng.binomial(4, odds) / 4, 4)
     assert ci["ci95"][0] < 0.04 / 0.24 < ci["ci95"][1] and ci["ci95"][0] <= ci["mean"] <= ci["ci95"][1]
-    assert rep.puzzle_share_ci(np.ones(50), 4) is None and rep.puzzle_share_ci(odds, 1) is None
-    assert rep.fmt_share(None) == "- (undefined)"
+    assert stats.puzzle_share_ci(np.ones(50), 4) is None and stats.puzzle_share_ci(odds, 1) is None
+    assert report.fmt_share(None) == "- (undefined)"
 
 
 def test_tables_give_the_puzzle_share_of_table_1s_videos():
     import numpy as np
 
-    rep = _script()
-    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in METRICS}
     rng = np.random.default_rng(2)
-    M = len(rep.METRICS)
+    M = len(METRICS)
 
     def values(success):
         v = np.zeros((len(success), M))
-        v[:, rep.METRICS.index("success_rate")] = success
-        return rep.stored(v)
+        v[:, METRICS.index("success_rate")] = success
+        return scoring.stored(v)
 
     decided, lottery = (rng.random(200) < 0.5) * 1.0, rng.binomial(4, 0.5, size=200) / 4
     row = {"puzzles": 200, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
-    pp = {"metrics": list(rep.METRICS), "sft": values(lottery), "rl": values(decided)}
-    text = rep.tables({"table1": {"maze": {**row, "per_puzzle": pp}}}, quick=False)
+    pp = {"metrics": list(METRICS), "sft": values(lottery), "rl": values(decided)}
+    text = report.tables({"table1": {"maze": {**row, "per_puzzle": pp}}}, quick=False)
     share = text.split("## Whose success")[1]
     line = next(x for x in share.split("\n") if x.startswith("| maze | 200 x 4 |"))
     sft, rl = line.split(" | ")[2:4]
     assert abs(float(sft.split(" ")[0])) < 0.1 and rl.startswith("1.00 [1.00, 1.00]")
     # one sample per puzzle says nothing about it: no table
     one = {**row, "samples": 1, "per_puzzle": pp}
-    assert "## Whose success" not in rep.tables({"table1": {"maze": one}}, quick=False)
+    assert "## Whose success" not in report.tables({"table1": {"maze": one}}, quick=False)
 
 
 def test_table1_pairs_rl_with_the_checkpoint_its_config_starts_from():
     """Table 1's SFT column is the shipped config's model.init (a recipe may start from another shipped
     checkpoint than <task>-tiny, e.g. sokoban-deep8): the row says which, and it resolves."""
-    rep = _script()
-    for task in rep.TASKS:
-        start = rep.start_of(task)
-        assert start == rep.config_of(task)["model"]["init"]
+    for task in TASKS:
+        start = recipes.start_of(task)
+        assert start == recipes.config_of(task)["model"]["init"]
         assert (resolve_checkpoint(start) / "policy.json").is_file()
-    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in rep.METRICS}
+    point = {m: {"mean": 0.0, "ci95": [0.0, 0.0]} for m in METRICS}
     row = {"puzzles": 4, "samples": 4, "sft": point, "rl": point, "gain": point, "baselines": {}}
-    text = rep.tables(
+    text = report.tables(
         {"table1": {"maze": row, "sokoban": {**row, "sft_checkpoint": "sokoban-deep8"}}}, quick=False
     )
     assert "| maze | 4 x 4 |" in text  # an entry from before the field: the shipped <task>-tiny
@@ -630,31 +642,30 @@ def test_table1_pairs_rl_with_the_checkpoint_its_config_starts_from():
     # the reward experiment pairs with the same start and says so the same way
     kinds = {"sft": point, "dense": point, "dense_gain": point, "sparse": point, "sparse_gain": point}
     reward = {"maze": kinds, "flowfree": {**kinds, "sft_checkpoint": "flowfree-deep8", "shipped": "sparse"}}
-    text = rep.tables({"reward": reward}, quick=False)
+    text = report.tables({"reward": reward}, quick=False)
     assert "| maze | dense |" in text and "| flowfree (SFT: flowfree-deep8) | sparse |" in text
 
 
 def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
     import numpy as np
 
-    rep = _script()
-    M = len(rep.METRICS)
+    M = len(METRICS)
     sft, more = np.full((6, M), 0.06), np.full((6, M), 0.057)
     rl = [np.full((6, M), x) for x in (0.107, 0.07, 0.073)]
     control = {
         "recipe": {"steps": 700, "batch_size": 16, "lr": 3e-4, "warmup_steps": 10, "decay": "cosine"},
         "wall_s": 600.0,
         "rl_wall_s": 690.0,
-        "more_sft": rep.bootstrap(more),
-        "gain": rep.bootstrap(more - sft),
-        "rl_minus_control": rep.bootstrap(rl[0] - more),
-        "rl_minus_control_over_seeds": rep.seed_bootstrap(np.stack([v - more for v in rl])),
+        "more_sft": stats.bootstrap(more),
+        "gain": stats.bootstrap(more - sft),
+        "rl_minus_control": stats.bootstrap(rl[0] - more),
+        "rl_minus_control_over_seeds": stats.seed_bootstrap(np.stack([v - more for v in rl])),
         "measured": {"date": "2026-11-30", "commit": "abc"},
     }
-    row = {"puzzles": 6, "samples": 4, "sft": rep.bootstrap(sft), "rl": rep.bootstrap(rl[0])}
-    row |= {"gain": rep.bootstrap(rl[0] - sft), "baselines": {}, "seeds": {"seeds": [0, 1, 2]}}
-    row["seeds"] |= {"gain_per_seed": [rep.bootstrap(v - sft) for v in rl], "gain": row["gain"]}
-    text = rep.tables({"table1": {"maze": {**row, "sft_control": control}}}, quick=False)
+    row = {"puzzles": 6, "samples": 4, "sft": stats.bootstrap(sft), "rl": stats.bootstrap(rl[0])}
+    row |= {"gain": stats.bootstrap(rl[0] - sft), "baselines": {}, "seeds": {"seeds": [0, 1, 2]}}
+    row["seeds"] |= {"gain_per_seed": [stats.bootstrap(v - sft) for v in rl], "gain": row["gain"]}
+    text = report.tables({"table1": {"maze": {**row, "sft_control": control}}}, quick=False)
     assert "## The control: more SFT for as long as RL trains" in text
     line = next(x for x in text.split("\n") if x.startswith("| maze | 700 x 16, 0.0003 |"))
     cells = line.split(" | ")
@@ -663,7 +674,7 @@ def test_the_control_table_pairs_more_sft_with_sft_and_with_rl():
     assert cells[8].startswith("2.6 [") and cells[8].endswith("(seeds 0, 1, 2) |")  # (5.0 + 1.3 + 1.6) / 3
     # a task without a control: no table
     plain = {k: v for k, v in row.items() if k != "seeds"}
-    assert "## The control" not in rep.tables({"table1": {"maze": plain}}, quick=False)
+    assert "## The control" not in report.tables({"table1": {"maze": plain}}, quick=False)
 
 
 @pytest.mark.parametrize(
@@ -686,8 +697,8 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, ar
     assert not out.exists()
 
 
-def _fake_training(rep, monkeypatch, log: list):
-    """rep.launch replaced by a run made on the spot: a finished run folder (config, final/, one line
+def _fake_training(monkeypatch, log: list):
+    """training.launch replaced by a run made on the spot: a finished run folder (config, final/, one line
     per update with an evaluation) and a job that has already ended; ``log`` gets (name, threads)."""
     import tempfile
     import time
@@ -716,7 +727,7 @@ def _fake_training(rep, monkeypatch, log: list):
         proc = types.SimpleNamespace(poll=lambda: 0, wait=lambda: 0)
         return proc, tempfile.TemporaryFile(mode="w+"), time.time()
 
-    monkeypatch.setattr(rep, "launch", launch)
+    monkeypatch.setattr(training, "launch", launch)
 
 
 def _pool_args(tmp_path, tasks, quick=True, seeds=1, seed_tasks=(), sft_control=()):
@@ -735,8 +746,8 @@ def _pool_args(tmp_path, tasks, quick=True, seeds=1, seed_tasks=(), sft_control=
     )
 
 
-def _fake_evaluations(rep, monkeypatch, log: list):
-    """rep.launch_evaluation replaced by an evaluation made on the spot: zeros written where
+def _fake_evaluations(monkeypatch, log: list):
+    """pool.launch_evaluation replaced by an evaluation made on the spot: zeros written where
     prescored reads them, under a score_key faked as the checkpoint's and the run's paths; ``log``
     gets ("evaluation", checkpoint, run name, threads)."""
     import hashlib
@@ -751,13 +762,13 @@ def _fake_evaluations(rep, monkeypatch, log: list):
 
     def launch_evaluation(checkpoint, run, threads, args):
         log.append(("evaluation", checkpoint, run.name, threads))
-        values = [[0.0] * len(rep.METRICS)] * 4
+        values = [[0.0] * len(METRICS)] * 4
         (args.prescored / f"{key(checkpoint, run, args)}.json").write_text(json.dumps({"values": values}))
         proc = types.SimpleNamespace(poll=lambda: 0, wait=lambda: 0)
         return proc, tempfile.TemporaryFile(mode="w+"), time.time()
 
-    monkeypatch.setattr(rep, "score_key", key)
-    monkeypatch.setattr(rep, "launch_evaluation", launch_evaluation)
+    monkeypatch.setattr(scoring, "score_key", key)
+    monkeypatch.setattr(pool, "launch_evaluation", launch_evaluation)
 
 
 def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_path, monkeypatch):
@@ -768,16 +779,13 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
     the cores each; the other runs at cores // N threads, the evaluations after every run started."""
     import types
 
-    rep = _script()
-    monkeypatch.setattr(rep, "cores", lambda: 4)
+    monkeypatch.setattr(training, "cores", lambda: 4)
     trained = []
-    _fake_training(rep, monkeypatch, trained)
-    _fake_evaluations(rep, monkeypatch, trained)
-    args = _pool_args(
-        tmp_path, list(rep.TASKS), quick=False, seeds=3, seed_tasks=["maze"], sft_control=["maze"]
-    )
+    _fake_training(monkeypatch, trained)
+    _fake_evaluations(monkeypatch, trained)
+    args = _pool_args(tmp_path, list(TASKS), quick=False, seeds=3, seed_tasks=["maze"], sft_control=["maze"])
     todo = ["table1", "table4", "reward", "hack"]
-    rep.train_planned(todo, args)
+    pool.train_planned(todo, args)
     runs = [x for x in trained if x[0] != "evaluation"]
     evaluations = [x[1:] for x in trained if x[0] == "evaluation"]
     assert trained[: len(runs)] == runs  # no evaluation before the last run started
@@ -804,24 +812,26 @@ def test_jobs_train_every_run_of_the_plan_first_and_the_experiments_none(tmp_pat
 
     # the experiments find every run made (any further launch would be a run missing from the plan)
     # and every policy evaluated (any evaluation of their own would be one missing from the plan)
-    monkeypatch.setattr(rep, "launch", lambda name, *a: pytest.fail(f"{name} trained outside the plan"))
-    monkeypatch.setattr(rep, "evaluated", lambda ck, run, a: pytest.fail(f"{ck} evaluated outside the plan"))
-    read = set()
-    prescored = rep.prescored
+    monkeypatch.setattr(training, "launch", lambda name, *a: pytest.fail(f"{name} trained outside the plan"))
     monkeypatch.setattr(
-        rep, "prescored", lambda ck, run, a: read.add((str(ck), Path(run).name)) or prescored(ck, run, a)
+        scoring, "evaluated", lambda ck, run, a: pytest.fail(f"{ck} evaluated outside the plan")
+    )
+    read = set()
+    prescored = scoring.prescored
+    monkeypatch.setattr(
+        scoring, "prescored", lambda ck, run, a: read.add((str(ck), Path(run).name)) or prescored(ck, run, a)
     )
     keys = [types.SimpleNamespace(key=f"puzzle-{k}") for k in range(4)]  # held-out puzzles, by key
     sampling = types.SimpleNamespace(sampling=types.SimpleNamespace(steps=10, shift=1.0))
     task = types.SimpleNamespace(name="maze")
-    monkeypatch.setattr(rep, "heldout_set", lambda run, args: (task, keys, None, sampling))
-    monkeypatch.setattr(rep, "curves", lambda run, args: None)
+    monkeypatch.setattr(scoring, "heldout_set", lambda run, args: (task, keys, None, sampling))
+    monkeypatch.setattr(training, "curves", lambda run, args: None)
     from vrlvr.train import data, evaluate
 
     monkeypatch.setattr(evaluate, "evaluate_baselines", lambda *a: {})
     monkeypatch.setattr(data, "read_heldout", lambda run, task: {"keys": [k.key for k in keys]})
     for name in todo:
-        getattr(rep, f"exp_{name}")(args)
+        getattr(experiments, f"exp_{name}")(args)
     assert read == {(ck, run) for ck, run, _ in evaluations}  # each of the pool's evaluations is used
 
 
@@ -832,7 +842,6 @@ def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypat
     import tempfile
     import time
 
-    rep = _script()
     started = []
 
     def launch(name, cmd, threads, args):
@@ -846,12 +855,12 @@ def test_jobs_start_no_new_run_after_one_fails_and_report_it(tmp_path, monkeypat
         )
         return proc, log, time.time()
 
-    monkeypatch.setattr(rep, "launch", launch)
+    monkeypatch.setattr(training, "launch", launch)
     evaluations = []
-    _fake_evaluations(rep, monkeypatch, evaluations)
+    _fake_evaluations(monkeypatch, evaluations)
     args = _pool_args(tmp_path, ["maze", "flowfree", "sokoban"])
     with pytest.raises(SystemExit) as exc:
-        rep.train_planned(["table1"], args)
+        pool.train_planned(["table1"], args)
     assert "run flowfree-rl failed (exit 3)" in str(exc.value) and "log of flowfree-rl" in str(exc.value)
     # the two 8-block runs (the costliest) start first; maze-rl, third, never starts
     assert sorted(started) == ["flowfree-rl", "sokoban-rl"]
@@ -868,7 +877,6 @@ def test_the_pools_evaluation_process_gives_what_the_experiment_would(tmp_path):
 
     import numpy as np
 
-    rep = _script()
     run = tmp_path / "runs" / "maze-rl"
     _fake_run(run, SCRIPT.parent.parent / "configs" / "maze-tiny.yaml", [], last_step=1)
     shutil.copy(resolve_checkpoint("maze-tiny") / "heldout.json", run / "heldout.json")
@@ -880,16 +888,16 @@ def test_the_pools_evaluation_process_gives_what_the_experiment_would(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     args = argparse.Namespace(quick=True, out=str(tmp_path), prescored=into)
-    got = rep.prescored("maze-tiny", run, args)
-    assert got is not None and got.shape == (rep.QUICK_PUZZLES, len(rep.METRICS))
-    assert np.array_equal(got, rep.evaluated("maze-tiny", run, args), equal_nan=True)
-    assert rep.prescored(run / "final", run, args) is None  # another checkpoint: not evaluated
-    assert rep.prescored("maze-tiny", run, argparse.Namespace(**{**vars(args), "quick": False})) is None
-    assert rep.prescored("maze-tiny", run, argparse.Namespace(quick=True, out=str(tmp_path))) is None
+    got = scoring.prescored("maze-tiny", run, args)
+    assert got is not None and got.shape == (QUICK_PUZZLES, len(METRICS))
+    assert np.array_equal(got, scoring.evaluated("maze-tiny", run, args), equal_nan=True)
+    assert scoring.prescored(run / "final", run, args) is None  # another checkpoint: not evaluated
+    assert scoring.prescored("maze-tiny", run, argparse.Namespace(**{**vars(args), "quick": False})) is None
+    assert scoring.prescored("maze-tiny", run, argparse.Namespace(quick=True, out=str(tmp_path))) is None
 
     # an evaluation that fails is reported with its log's end
-    job = rep.launch_evaluation("maze-tiny", tmp_path / "nowhere", 1, args)
-    failure = rep.failure_of(job, f"evaluating maze-tiny on {tmp_path / 'nowhere'}'s puzzles")
+    job = pool.launch_evaluation("maze-tiny", tmp_path / "nowhere", 1, args)
+    failure = training.failure_of(job, f"evaluating maze-tiny on {tmp_path / 'nowhere'}'s puzzles")
     assert failure and "nowhere's puzzles failed (exit 1)" in failure
     assert "config.yaml" in failure
 
@@ -902,13 +910,12 @@ def test_jobs_give_a_run_alone_every_core_and_share_them_with_ready_evaluations(
     ready beside it (table 4's, whose pair started and ended first) it takes its share, the
     evaluations the rest."""
 
-    rep = _script()
-    monkeypatch.setattr(rep, "cores", lambda: 2)
+    monkeypatch.setattr(training, "cores", lambda: 2)
     log = []
-    _fake_training(rep, monkeypatch, log)
-    _fake_evaluations(rep, monkeypatch, log)
+    _fake_training(monkeypatch, log)
+    _fake_evaluations(monkeypatch, log)
     args = _pool_args(tmp_path, ["sokoban"])
-    rep.train_planned(todo, args)
+    pool.train_planned(todo, args)
     assert ("sokoban-rl", threads) in log
     evaluations = [x for x in log if x[0] == "evaluation"]
     assert {run for _, _, run, _ in evaluations} == {"sokoban-rl"} | (
