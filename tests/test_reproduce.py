@@ -66,7 +66,7 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert t4["step_time_ratio"] > 0 and t4["windows"]["first_half"][1] * 2 == t4["windows"]["all_steps"][1]
     assert t4["ratio_at_mean_work"]["ratio"] > 0 and t4["ratio_all_trained"]["samples"] == 4  # 2 x 2
     # the two table4 runs trained at once, sharing the cores (a run alone keeps its config's threads)
-    share = max(1, rep_cores() // 2)
+    share = max(1, training.cores() // 2)
     assert t4["side_by_side"]["threads"] == {"first_half": share, "all_steps": share}
     for name in ("maze-esf-first-half", "maze-esf-all-steps"):
         rows = [json.loads(x) for x in (tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()]
@@ -348,10 +348,6 @@ def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
     assert "Not comparable: the machine's speed drifted" in text and "1.54x (all steps)" in text
     t4["rollout_drift"] = {"first_half": 1.02, "all_steps": step_timing.rollout_drift(steady)}
     assert "Not comparable" not in report.tables({"table4": t4}, quick=False)
-
-
-def rep_cores() -> int:
-    return _script().cores()
 
 
 def test_table4_times_side_by_side_runs_only_while_both_ran(tmp_path):
