@@ -307,9 +307,8 @@ def test_table4_compares_the_windows_at_the_same_training_work(tmp_path):
     # the cheap window trained 32 samples on most steps, the dear one 0 on most
     cheap = run("half", 10.0, 0.5, [32] * 12 + [0] * 8)
     dear = run("all", 10.0, 1.0, [0] * 12 + [32] * 8)
-    assert statistics.median(step_timing.step_times(cheap)) > statistics.median(
-        step_timing.step_times(dear)
-    )  # 26 vs 10
+    half, every = step_timing.step_times(cheap), step_timing.step_times(dear)
+    assert statistics.median(half) > statistics.median(every)  # 26 vs 10
     cost = step_timing.step_cost(cheap)
     assert cost["fixed_s"] == 10.0 and cost["per_sample_s"] == 0.5 and len(cost["contributing"]) == 20
     at16 = step_timing.matched_ratio(cheap, dear, 16.0)
@@ -332,17 +331,13 @@ def test_table4_says_when_the_machine_drifted_under_its_runs(tmp_path):
 
     steady = run("steady", [14.0, 14.5, 13.8, 14.2] * 13)
     drifted = run("drifted", [14.0] * 21 + [21.5] * 20 + [14.5] * 10)  # 1.5x slower for 20 steps
-    assert step_timing.rollout_drift(steady) < 1.05 and step_timing.rollout_drift(drifted) == pytest.approx(
-        21.5 / 14.0
-    )
-    assert (
-        step_timing.rollout_drift(run("short", [3.0, 9.0])) == 1.0
-    )  # one step after the warm-up: no stretches
+    drift = step_timing.rollout_drift
+    assert drift(steady) < 1.05 and drift(drifted) == pytest.approx(21.5 / 14.0)
+    assert drift(run("short", [3.0, 9.0])) == 1.0  # one step after the warm-up: no stretches
     t4 = json.loads((SCRIPT.parent.parent / "results" / "table4.json").read_text())
     t4.pop("rollout_drift", None)
-    assert "Not comparable" not in report.tables(
-        {"table4": t4}, quick=False
-    )  # an entry from before the check
+    # an entry from before the check
+    assert "Not comparable" not in report.tables({"table4": t4}, quick=False)
     t4["rollout_drift"] = {"first_half": 1.02, "all_steps": step_timing.rollout_drift(drifted)}
     text = report.tables({"table4": t4}, quick=False)
     assert "Not comparable: the machine's speed drifted" in text and "1.54x (all steps)" in text
